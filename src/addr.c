@@ -1,0 +1,138 @@
+/* Address parsing and formatting. Only numeric hosts: echod never resolves names, so
+ * nothing here blocks or depends on NSS. */
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static int parse_port(const char *s, in_port_t *ret) {
+        char *end;
+        unsigned long v;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 1 || v > 65535)
+                return -EINVAL;
+        *ret = htons((in_port_t)v);
+        return 0;
+}
+
+int addr_parse(const char *value, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        struct sockaddr_storage ss = {};
+        socklen_t len;
+        char host[INET6_ADDRSTRLEN + 1];
+        const char *port, *colon;
+        in_port_t port_n;
+        size_t host_len;
+
+        if (value[0] == '[') {
+                const char *close = strchr(value, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                host_len = (size_t)(close - value - 1);
+                if (host_len == 0 || host_len >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, value + 1, host_len);
+                host[host_len] = '\0';
+                port = close + 2;
+                if (parse_port(port, &port_n) < 0)
+                        return -EINVAL;
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+                if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+                        return -EINVAL;
+                sin6->sin6_family = AF_INET6;
+                sin6->sin6_port = port_n;
+                len = sizeof(*sin6);
+        } else if ((colon = strchr(value, ':'))) {
+                if (strchr(colon + 1, ':'))
+                        return -EINVAL; /* a bare IPv6 address: brackets are required */
+                host_len = (size_t)(colon - value);
+                if (host_len == 0 || host_len >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, value, host_len);
+                host[host_len] = '\0';
+                if (parse_port(colon + 1, &port_n) < 0)
+                        return -EINVAL;
+                struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+                if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+                        return -EINVAL;
+                sin->sin_family = AF_INET;
+                sin->sin_port = port_n;
+                len = sizeof(*sin);
+        } else {
+                if (parse_port(value, &port_n) < 0)
+                        return -EINVAL;
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+                sin6->sin6_family = AF_INET6;
+                sin6->sin6_addr = in6addr_any;
+                sin6->sin6_port = port_n;
+                len = sizeof(*sin6);
+        }
+
+        if (ret)
+                *ret = ss;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+static void format_ip(const struct sockaddr *sa, char *ip, size_t ip_size, unsigned *ret_port) {
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+                inet_ntop(AF_INET, &sin->sin_addr, ip, (socklen_t)ip_size);
+                *ret_port = ntohs(sin->sin_port);
+        } else {
+                const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+                /* An IPv4 client of a dual-stack socket is shown as the IPv4 address. */
+                if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+                        inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], ip, (socklen_t)ip_size);
+                else
+                        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, (socklen_t)ip_size);
+                *ret_port = ntohs(sin6->sin6_port);
+        }
+}
+
+void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        char ip[INET6_ADDRSTRLEN];
+        unsigned port;
+
+        if (len < sizeof(sa_family_t) || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
+                snprintf(buf, size, "unix");
+                return;
+        }
+        format_ip(sa, ip, sizeof(ip), &port);
+        snprintf(buf, size, "%s port %u", ip, port);
+}
+
+void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        char ip[INET6_ADDRSTRLEN];
+        unsigned port;
+
+        if (len >= sizeof(sa_family_t) && sa->sa_family == AF_UNIX) {
+                const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+                size_t path_len = len - offsetof(struct sockaddr_un, sun_path);
+                if (path_len == 0)
+                        snprintf(buf, size, "(unnamed)");
+                else if (sun->sun_path[0] == '\0') {
+                        /* abstract namespace: '@' as ss(8) and systemd write it */
+                        buf[0] = '@';
+                        log_sanitize(buf + 1, size - 1, sun->sun_path + 1, path_len - 1);
+                } else
+                        log_sanitize(buf, size, sun->sun_path, path_len);
+                return;
+        }
+        if (len < sizeof(sa_family_t) || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
+                snprintf(buf, size, "(family %d)", len >= sizeof(sa_family_t) ? sa->sa_family : -1);
+                return;
+        }
+        format_ip(sa, ip, sizeof(ip), &port);
+        snprintf(buf, size, sa->sa_family == AF_INET6 && !strchr(ip, '.') ? "[%s]:%u" : "%s:%u", ip, port);
+}

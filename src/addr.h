@@ -1,0 +1,22 @@
+/* Socket addresses as the user writes them ([HOST:]PORT) and as the logs show them. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define ADDR_UNIX_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+/* Enough for "unix pid 4294967295 uid 4294967295", "[v6%scope]:65535" and a unix path. */
+#define ADDR_TEXT_MAX 160
+
+/* Parses "PORT", "HOST:PORT" or "[IPV6]:PORT" (numeric HOST, PORT 1..65535). Without HOST
+ * the result is the IPv6 wildcard, which the caller makes dual-stack. ret and ret_len may
+ * be NULL to only validate. Returns 0 or -EINVAL. */
+int addr_parse(const char *value, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* "127.0.0.1 port 4000", "::1 port 4000", or "unix" (the caller adds credentials): the
+ * peer, as a connection's log line names it. */
+void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+/* "127.0.0.1:7", "[::]:7" or the AF_UNIX path (sanitised): a local address. */
+void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);

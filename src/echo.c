@@ -1,0 +1,225 @@
+/* The echo loop of one stream connection. Bytes move socket -> pipe -> socket with splice(2)
+ * so they never enter user space; sockets that cannot splice fall back to read/write
+ * through a small buffer. The loop only waits (ppoll) when neither direction moved. */
+#include "echo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+/* At most this much is read ahead of what the peer has taken back: a client that never
+ * reads stops being read from, and its bytes wait in the kernel's buffers instead. */
+#define ECHO_WINDOW      (64u * 1024u)
+#define COPY_BUFFER_SIZE (16u * 1024u)
+
+struct echo {
+        int conn_fd;
+        int pipe_fd[2]; /* -1 when copying through buf instead */
+        char *buf;      /* only in copy mode */
+        size_t buf_start, buf_end;
+        size_t pending;   /* read, not yet written back */
+        size_t read_left; /* how much more may be read: all, until a stop */
+        bool eof;
+};
+
+/* Returns bytes moved in, 0 at EOF, or -errno (-EAGAIN when nothing is there). */
+static ssize_t echo_fill(struct echo *e) {
+        size_t room = ECHO_WINDOW - e->pending;
+        ssize_t n;
+
+        if (e->pipe_fd[1] >= 0)
+                n = splice(e->conn_fd, NULL, e->pipe_fd[1], NULL, room < e->read_left ? room : e->read_left,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        else {
+                if (e->buf_start == e->buf_end)
+                        e->buf_start = e->buf_end = 0;
+                room = COPY_BUFFER_SIZE - e->buf_end;
+                n = read(e->conn_fd, e->buf + e->buf_end, room < e->read_left ? room : e->read_left);
+                if (n > 0)
+                        e->buf_end += (size_t)n;
+        }
+        if (n < 0)
+                return -errno;
+        e->read_left -= (size_t)n;
+        return n;
+}
+
+/* Returns bytes written back, or -errno (-EAGAIN when the socket is full). */
+static ssize_t echo_flush(struct echo *e) {
+        ssize_t n;
+
+        if (e->pipe_fd[0] >= 0)
+                n = splice(e->pipe_fd[0], NULL, e->conn_fd, NULL, e->pending,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        else {
+                n = send(e->conn_fd, e->buf + e->buf_start, e->buf_end - e->buf_start,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0)
+                        e->buf_start += (size_t)n;
+        }
+        return n < 0 ? -errno : n;
+}
+
+static size_t echo_window(const struct echo *e) {
+        return e->pipe_fd[0] >= 0 ? ECHO_WINDOW : COPY_BUFFER_SIZE;
+}
+
+static enum echo_end end_from_errno(int error, struct echo_result *ret) {
+        if (error == -ECONNRESET || error == -EPIPE || error == -ETIMEDOUT)
+                return ECHO_END_RESET;
+        ret->error = error;
+        return ECHO_END_ERROR;
+}
+
+/* One pass: move what can move without waiting. Returns true if anything moved; sets
+ * *ret_end when the connection is over. */
+static bool echo_step(struct echo *e, struct echo_result *ret, enum echo_end *ret_end) {
+        bool progress = false;
+        ssize_t n;
+
+        if (!e->eof && e->pending < echo_window(e)) {
+                n = echo_fill(e);
+                if (n == -EINVAL && e->pipe_fd[0] >= 0 && e->pending == 0) {
+                        /* This socket type cannot splice: copy instead, from now on. */
+                        e->buf = malloc(COPY_BUFFER_SIZE);
+                        if (!e->buf) {
+                                *ret_end = end_from_errno(-ENOMEM, ret);
+                                return true;
+                        }
+                        close(e->pipe_fd[0]);
+                        close(e->pipe_fd[1]);
+                        e->pipe_fd[0] = e->pipe_fd[1] = -1;
+                        n = echo_fill(e);
+                }
+                if (n > 0) {
+                        e->pending += (size_t)n;
+                        e->eof = e->read_left == 0;
+                        progress = true;
+                } else if (n == 0) {
+                        e->eof = true;
+                        progress = true;
+                } else if (n != -EAGAIN && n != -EINTR) {
+                        *ret_end = end_from_errno((int)n, ret);
+                        return true;
+                }
+        }
+        if (e->pending > 0) {
+                n = echo_flush(e);
+                if (n > 0) {
+                        e->pending -= (size_t)n;
+                        ret->n_bytes += (uint64_t)n;
+                        progress = true;
+                } else if (n != -EAGAIN && n != -EINTR) {
+                        *ret_end = end_from_errno((int)n, ret);
+                        return true;
+                }
+        }
+        if (e->eof && e->pending == 0)
+                *ret_end = ECHO_END_EOF;
+        return progress;
+}
+
+static int echo_wait(struct echo *e, const struct echo_config *config, uint64_t deadline) {
+        struct pollfd pfd = { .fd = e->conn_fd };
+        struct timespec ts, *tsp = NULL;
+
+        if (!e->eof && e->pending < echo_window(e))
+                pfd.events |= POLLIN;
+        if (e->pending > 0)
+                pfd.events |= POLLOUT;
+        if (deadline > 0) {
+                uint64_t now = clock_now_usec(), left = deadline > now ? deadline - now : 0;
+                ts = (struct timespec){ .tv_sec = (time_t)(left / 1000000u),
+                                        .tv_nsec = (long)(left % 1000000u) * 1000 };
+                tsp = &ts;
+        }
+        if (ppoll(&pfd, 1, tsp, config->poll_mask) < 0)
+                return -errno;
+        return 0;
+}
+
+/* How many bytes the peer has sent that are still in the kernel's receive queue. */
+static size_t queued_bytes(int conn_fd) {
+        int n = 0;
+
+        if (ioctl(conn_fd, FIONREAD, &n) < 0 || n < 0)
+                return 0;
+        return (size_t)n;
+}
+
+void echo_stream(int conn_fd, const struct echo_config *config, struct echo_result *ret) {
+        struct echo e = { .conn_fd = conn_fd, .pipe_fd = { -1, -1 }, .read_left = SIZE_MAX };
+        enum echo_end end = _ECHO_END_MAX;
+        bool stopping = false;
+        uint64_t deadline = 0;
+        int flags;
+
+        *ret = (struct echo_result){};
+        flags = fcntl(conn_fd, F_GETFL);
+        if (flags >= 0 && !(flags & O_NONBLOCK))
+                (void)fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
+        if (pipe2(e.pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+                /* out of fds or pipe buffers: copy through memory instead */
+                e.pipe_fd[0] = e.pipe_fd[1] = -1;
+                e.buf = malloc(COPY_BUFFER_SIZE);
+                if (!e.buf) {
+                        ret->end = end_from_errno(-ENOMEM, ret);
+                        return;
+                }
+        }
+
+        for (;;) {
+                if (!stopping && config->stop && *config->stop) {
+                        /* Echo what has already arrived (our pipe and the kernel's queue),
+                         * then close; whatever comes later is not read. */
+                        stopping = true;
+                        e.read_left = queued_bytes(conn_fd);
+                        e.eof = e.eof || e.read_left == 0;
+                }
+                bool progress = echo_step(&e, ret, &end);
+                if (end != _ECHO_END_MAX)
+                        break;
+                if (progress) {
+                        deadline = 0;
+                        continue;
+                }
+                if (deadline == 0 && config->idle_timeout_usec > 0)
+                        deadline = clock_now_usec() + config->idle_timeout_usec;
+                else if (deadline > 0 && clock_now_usec() >= deadline) {
+                        end = ECHO_END_IDLE;
+                        break;
+                }
+                int r = echo_wait(&e, config, deadline);
+                if (r < 0 && r != -EINTR) {
+                        end = end_from_errno(r, ret);
+                        break;
+                }
+        }
+        if (stopping && end == ECHO_END_EOF) {
+                end = ECHO_END_STOP;
+                /* Our FIN goes after the echoed bytes; the peer may still be sending. */
+                (void)shutdown(conn_fd, SHUT_WR);
+        }
+        if (e.pipe_fd[0] >= 0) {
+                close(e.pipe_fd[0]);
+                close(e.pipe_fd[1]);
+        }
+        free(e.buf);
+        ret->end = end;
+}
+
+const char *echo_end_to_string(enum echo_end end) {
+        static const char *const names[_ECHO_END_MAX] = {
+                [ECHO_END_EOF] = "eof",   [ECHO_END_IDLE] = "idle",   [ECHO_END_RESET] = "reset",
+                [ECHO_END_STOP] = "stop", [ECHO_END_ERROR] = "error",
+        };
+        return end < _ECHO_END_MAX ? names[end] : "unknown";
+}

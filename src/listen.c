@@ -1,0 +1,253 @@
+/* Where the sockets come from. Passed fds are checked with sd_is_socket*() and classified;
+ * --listen values are bound here. Every TCP listener gets TCP_NODELAY, which Linux copies
+ * to each accepted connection, so no child pays a syscall for it. */
+#include "listen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define LISTEN_BACKLOG 4096
+
+static int socket_prepare(struct listener *l) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char local[ADDR_TEXT_MAX];
+        int flags, one = 1;
+        const char *proto;
+
+        if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
+                return -errno;
+        l->family = ss.ss_family;
+        addr_format_local((struct sockaddr *)&ss, len, local, sizeof(local));
+        if (l->family == AF_UNIX)
+                proto = "unix";
+        else
+                proto = l->type == LISTENER_DGRAM ? "udp" : "tcp";
+        snprintf(l->name, sizeof(l->name), "%s %s", proto, local);
+
+        flags = fcntl(l->fd, F_GETFL);
+        if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        if (l->type == LISTENER_STREAM && l->family != AF_UNIX &&
+            setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+                return -errno;
+        return 0;
+}
+
+static const char *fd_kind(int fd, char *buf, size_t size) {
+        struct stat st;
+        int type;
+        socklen_t len = sizeof(type);
+
+        if (fstat(fd, &st) < 0)
+                return "not open";
+        if (S_ISFIFO(st.st_mode))
+                return "a pipe";
+        if (S_ISREG(st.st_mode))
+                return "a regular file";
+        if (S_ISCHR(st.st_mode))
+                return "a character device";
+        if (S_ISDIR(st.st_mode))
+                return "a directory";
+        if (!S_ISSOCK(st.st_mode))
+                return "not a socket";
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return "a socket of unknown type";
+        snprintf(buf, size, "a %s socket",
+                 type == SOCK_STREAM      ? "stream (not listening, not connected, or not TCP/unix)"
+                 : type == SOCK_DGRAM     ? "datagram (not UDP)"
+                 : type == SOCK_SEQPACKET ? "SOCK_SEQPACKET"
+                 : type == SOCK_RAW       ? "SOCK_RAW"
+                                          : "other type of");
+        return buf;
+}
+
+static int classify(int fd, const char *fd_name, struct listener *ret) {
+        char buf[96];
+        int r;
+
+        *ret = (struct listener){ .fd = fd };
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+                ret->type = LISTENER_STREAM;
+        else if (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1, 0) > 0)
+                ret->type = LISTENER_DGRAM;
+        else if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+                ret->type = LISTENER_CONNECTED;
+        else {
+                log_error("Passed fd %d (%s) is %s; echod serves listening TCP or AF_UNIX stream "
+                          "sockets, UDP sockets, or one connected stream socket",
+                          fd, fd_name, fd_kind(fd, buf, sizeof(buf)));
+                return -EBADF;
+        }
+        if (ret->type != LISTENER_DGRAM && sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1, 0) <= 0 &&
+            sd_is_socket_unix(fd, SOCK_STREAM, -1, NULL, 0) <= 0) {
+                log_error("Passed fd %d (%s) is a stream socket of a family other than IPv4, IPv6 "
+                          "or AF_UNIX",
+                          fd, fd_name);
+                return -EAFNOSUPPORT;
+        }
+        r = socket_prepare(ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up passed fd %d (%s): %m", fd, fd_name);
+        return 0;
+}
+
+static int passed_fds_get(struct listeners *l) {
+        char **names = NULL;
+        int n, r = 0;
+
+        n = sd_listen_fds_with_names(1, &names);
+        if (n < 0)
+                return log_error_errno(n, "Failed to read the sockets passed by systemd: %m");
+        for (int i = 0; i < n && r == 0; i++) {
+                const char *name = names && names[i] ? names[i] : "unnamed";
+                char safe_name[64];
+
+                log_sanitize(safe_name, sizeof(safe_name), name, strlen(name));
+                r = classify(SD_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
+                if (r == 0)
+                        l->n++;
+        }
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        return r;
+}
+
+static int unix_path_is_stale(const struct sockaddr_un *sun, socklen_t len) {
+        struct stat st;
+        int fd, r;
+
+        if (lstat(sun->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return 0;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 0;
+        r = connect(fd, (const struct sockaddr *)sun, len) < 0 && errno == ECONNREFUSED;
+        close(fd);
+        return r;
+}
+
+static int open_one(const struct listen_spec *spec, struct listener *ret) {
+        struct sockaddr_storage ss = {};
+        socklen_t len;
+        int fd, r, zero = 0, one = 1;
+        int type = spec->kind == LISTEN_UDP ? SOCK_DGRAM : SOCK_STREAM;
+
+        *ret = (struct listener){ .fd = -1,
+                                  .type = spec->kind == LISTEN_UDP ? LISTENER_DGRAM : LISTENER_STREAM };
+        if (spec->kind == LISTEN_UNIX) {
+                struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+                sun->sun_family = AF_UNIX;
+                strncpy(sun->sun_path, spec->value, sizeof(sun->sun_path) - 1);
+                len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sun->sun_path) + 1);
+        } else {
+                r = addr_parse(spec->value, &ss, &len);
+                if (r < 0)
+                        return log_error_errno(r, "Invalid address '%s'", spec->value);
+        }
+
+        fd = socket(ss.ss_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0 && errno == EAFNOSUPPORT && ss.ss_family == AF_INET6 &&
+            IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr)) {
+                /* No IPv6 in this kernel: the wildcard becomes IPv4's. */
+                struct sockaddr_in sin = { .sin_family = AF_INET,
+                                           .sin_port = ((struct sockaddr_in6 *)&ss)->sin6_port };
+                memset(&ss, 0, sizeof(ss));
+                memcpy(&ss, &sin, sizeof(sin));
+                len = sizeof(sin);
+                fd = socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        }
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to create a socket for '%s': %m", spec->value);
+        ret->fd = fd;
+
+        if (ss.ss_family != AF_UNIX)
+                (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+                (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+
+        r = bind(fd, (struct sockaddr *)&ss, len);
+        if (r < 0 && errno == EADDRINUSE && ss.ss_family == AF_UNIX &&
+            unix_path_is_stale((struct sockaddr_un *)&ss, len)) {
+                /* left by an instance that is gone: nobody answers on it */
+                (void)unlink(((struct sockaddr_un *)&ss)->sun_path);
+                r = bind(fd, (struct sockaddr *)&ss, len);
+        }
+        if (r < 0)
+                return log_error_errno(errno, "Failed to bind '%s': %m", spec->value);
+        ret->created_path = ss.ss_family == AF_UNIX;
+        if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0)
+                return log_error_errno(errno, "Failed to listen on '%s': %m", spec->value);
+
+        r = socket_prepare(ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up '%s': %m", spec->value);
+        return 0;
+}
+
+int listen_fds_get(const struct options *options, struct listeners *ret) {
+        struct listeners l = {};
+        int n_passed, r;
+
+        n_passed = sd_listen_fds(0);
+        if (n_passed < 0)
+                return log_error_errno(n_passed, "Failed to read the sockets passed by systemd: %m");
+        if (n_passed == 0 && options->n_listen == 0)
+                return -ENOENT;
+
+        l.items = calloc((size_t)n_passed + options->n_listen, sizeof(struct listener));
+        if (!l.items)
+                return log_error_errno(ENOMEM, "Failed to allocate listeners: %m");
+
+        r = passed_fds_get(&l);
+        for (size_t i = 0; r == 0 && i < options->n_listen; i++) {
+                r = open_one(&options->listen[i], &l.items[l.n]);
+                if (r == 0 || l.items[l.n].fd >= 0)
+                        l.n++; /* a failed one is closed with the rest */
+        }
+        if (r == 0) {
+                size_t n_connected = 0;
+                for (size_t i = 0; i < l.n; i++)
+                        n_connected += l.items[i].type == LISTENER_CONNECTED;
+                if (n_connected > 0 && l.n > 1) {
+                        log_error("A connected socket (Accept=yes) must be the only one passed; "
+                                  "got %zu sockets",
+                                  l.n);
+                        r = -EINVAL;
+                }
+        }
+        if (r < 0) {
+                listen_fds_close(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+void listen_fds_close(struct listeners *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                struct listener *it = &l->items[i];
+                if (it->created_path) {
+                        struct sockaddr_un sun;
+                        socklen_t len = sizeof(sun);
+                        if (getsockname(it->fd, (struct sockaddr *)&sun, &len) == 0 &&
+                            len > offsetof(struct sockaddr_un, sun_path))
+                                (void)unlink(sun.sun_path);
+                }
+                close(it->fd);
+        }
+        free(l->items);
+        *l = (struct listeners){};
+}

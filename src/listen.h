@@ -1,0 +1,35 @@
+/* The sockets echod serves: handed over by systemd (sd_listen_fds) or opened from
+ * --listen/--listen-udp. Each is validated and described before anything is served. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "options.h"
+
+enum listener_type {
+        LISTENER_STREAM,    /* listening TCP or AF_UNIX stream socket: accept and fork */
+        LISTENER_DGRAM,     /* UDP socket: answered in the main process */
+        LISTENER_CONNECTED, /* one connected stream socket (Accept=yes): serve it, then exit */
+};
+
+struct listener {
+        int fd; /* owned; non-blocking, CLOEXEC */
+        enum listener_type type;
+        int family;
+        bool created_path;            /* an AF_UNIX path this process bound: unlinked on exit */
+        char name[ADDR_TEXT_MAX + 8]; /* "tcp 127.0.0.1:7", "udp [::]:7", "unix /run/e.sock" */
+};
+
+struct listeners {
+        struct listener *items;
+        size_t n;
+};
+
+/* Collects the passed fds and opens the --listen ones. On failure logs one line naming the
+ * socket and returns -errno; there are none: -ENOENT (the caller explains how to run). */
+int listen_fds_get(const struct options *options, struct listeners *ret);
+
+/* Closes every socket and unlinks the AF_UNIX paths this process created. */
+void listen_fds_close(struct listeners *l);

@@ -1,0 +1,28 @@
+/* Logging to stderr: one line per event, one write(2) per line, syslog priority prefixes
+ * ("<6>") only when stderr is the journal. Safe to call in a forked child. */
+#pragma once
+
+#include <stddef.h>
+#include <syslog.h>
+
+/* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. */
+void log_setup(int max_level);
+int log_get_level(void);
+int log_level_from_string(const char *s); /* -EINVAL if unknown */
+
+void log_msg(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* Logs with errno set to error (so "%m" names it) and returns -abs(error). */
+int log_errno(int level, int error, const char *format, ...) __attribute__((format(printf, 3, 4)));
+
+#define log_debug(...)                log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)                 log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)               log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...)              log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)                log_msg(LOG_ERR, __VA_ARGS__)
+#define log_error_errno(error, ...)   log_errno(LOG_ERR, (error), __VA_ARGS__)
+#define log_warning_errno(error, ...) log_errno(LOG_WARNING, (error), __VA_ARGS__)
+
+/* Copies src into dst (size >= 1), replacing every byte that is not printable ASCII with
+ * '?': for text a peer controls (AF_UNIX paths). Returns dst. */
+char *log_sanitize(char *dst, size_t size, const char *src, size_t src_len);

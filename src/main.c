@@ -1,0 +1,65 @@
+/* echod: options, wiring and exit codes. Everything that can fail before serving is
+ * decided here, with one line on stderr and the exit status the contract gives. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sysexits.h>
+
+#include "client.h"
+#include "clock.h"
+#include "listen.h"
+#include "log.h"
+#include "options.h"
+#include "serve.h"
+
+static int serve_connected(const struct options *options, const struct listener *l) {
+        struct client c = {
+                .conn_fd = l->fd,
+                .start_usec = clock_now_usec(),
+                .idle_timeout_usec = options->idle_timeout_usec,
+        };
+
+        c.peer_len = sizeof(c.peer);
+        if (getpeername(l->fd, (struct sockaddr *)&c.peer, &c.peer_len) < 0)
+                c.peer.ss_family = AF_UNSPEC;
+        return client_serve(&c) == ECHO_END_ERROR ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int main(int argc, char *argv[]) {
+        struct options options;
+        struct listeners listeners;
+        struct sigaction ignore = { .sa_handler = SIG_IGN };
+        sigset_t mask;
+        int r;
+
+        r = options_parse(argc, argv, &options);
+        if (r != 0)
+                return r > 0 ? EXIT_SUCCESS : EX_USAGE;
+        log_setup(options.log_level);
+
+        /* Signals are read from a signalfd in the main loop; EPIPE is an error code, never
+         * a signal (stderr may be a pipe whose reader went away). */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        sigaction(SIGPIPE, &ignore, NULL);
+
+        r = listen_fds_get(&options, &listeners);
+        if (r == -ENOENT) {
+                log_error("No sockets to serve: start echod from its socket unit (systemctl start "
+                          "echo.socket) or give --listen [HOST:]PORT (see --help)");
+                return EXIT_FAILURE;
+        }
+        if (r < 0)
+                return EXIT_FAILURE;
+
+        if (listeners.n == 1 && listeners.items[0].type == LISTENER_CONNECTED)
+                r = serve_connected(&options, &listeners.items[0]) == EXIT_SUCCESS ? 0 : -EIO;
+        else
+                r = serve_loop(&options, &listeners);
+        listen_fds_close(&listeners);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

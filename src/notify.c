@@ -1,0 +1,74 @@
+/* The service manager's view of echod. STATUS= is rate-limited: the first change after a
+ * quiet second goes out at once, later ones are coalesced into one message a second, so a
+ * burst of connections costs the accept loop nothing. */
+#include "notify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+
+static void send_state(const char *state) {
+        /* unset_environment=0: an unset NOTIFY_SOCKET would silence every later message.
+         * Children must not notify; they drop the variable themselves. */
+        int r = sd_notify(0, state);
+        if (r < 0)
+                log_debug("Failed to notify the service manager: %s", state);
+}
+
+void notify_setup(struct notify *n, uint64_t now) {
+        uint64_t usec = 0;
+
+        *n = (struct notify){ .enabled = getenv("NOTIFY_SOCKET") != NULL };
+        if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+                n->watchdog_usec = usec;
+                n->watchdog_next = now + usec / 2;
+        }
+}
+
+void notify_ready(struct notify *n, const char *status, uint64_t now) {
+        char buf[256];
+
+        if (!n->enabled)
+                return;
+        snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
+        send_state(buf);
+        n->status_dirty = false;
+        n->status_next = now + NOTIFY_STATUS_INTERVAL_USEC;
+}
+
+void notify_stopping(struct notify *n) {
+        if (n->enabled)
+                send_state("STOPPING=1");
+}
+
+bool notify_status_due(const struct notify *n, uint64_t now) {
+        return n->enabled && n->status_dirty && now >= n->status_next;
+}
+
+void notify_status(struct notify *n, const char *status, uint64_t now) {
+        char buf[256];
+
+        snprintf(buf, sizeof(buf), "STATUS=%s", status);
+        send_state(buf);
+        n->status_dirty = false;
+        n->status_next = now + NOTIFY_STATUS_INTERVAL_USEC;
+}
+
+void notify_watchdog(struct notify *n, uint64_t now) {
+        if (n->watchdog_usec == 0 || now < n->watchdog_next)
+                return;
+        send_state("WATCHDOG=1");
+        n->watchdog_next = now + n->watchdog_usec / 2;
+}
+
+uint64_t notify_deadline(const struct notify *n) {
+        uint64_t d = UINT64_MAX;
+
+        if (n->enabled && n->status_dirty)
+                d = n->status_next;
+        if (n->watchdog_usec > 0 && n->watchdog_next < d)
+                d = n->watchdog_next;
+        return d;
+}

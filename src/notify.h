@@ -1,0 +1,32 @@
+/* sd_notify from the main process only: READY, a coalesced STATUS, STOPPING, WATCHDOG.
+ * Every call is a no-op when NOTIFY_SOCKET is not set. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NOTIFY_STATUS_INTERVAL_USEC 1000000u
+
+struct notify {
+        bool enabled;
+        bool status_dirty;
+        uint64_t status_next;   /* earliest time for the next STATUS= */
+        uint64_t watchdog_usec; /* 0: no watchdog */
+        uint64_t watchdog_next;
+};
+
+void notify_setup(struct notify *n, uint64_t now);
+/* Sends "READY=1\nSTATUS=<status>". */
+void notify_ready(struct notify *n, const char *status, uint64_t now);
+void notify_stopping(struct notify *n);
+/* Something in the status changed: it will be sent within NOTIFY_STATUS_INTERVAL_USEC. */
+static inline void notify_status_changed(struct notify *n) {
+        n->status_dirty = true;
+}
+/* True when a status update is due now; the caller then calls notify_status(). */
+bool notify_status_due(const struct notify *n, uint64_t now);
+void notify_status(struct notify *n, const char *status, uint64_t now);
+/* Sends WATCHDOG=1 if it is due. */
+void notify_watchdog(struct notify *n, uint64_t now);
+/* The earliest time notify wants to be called again (UINT64_MAX: never). */
+uint64_t notify_deadline(const struct notify *n);

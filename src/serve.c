@@ -1,0 +1,311 @@
+/* The accept loop. One poll() over a signalfd and the listeners; a listener is polled only
+ * while there is room for another child, so the --max-clients cap is backpressure (clients
+ * wait in the kernel's backlog) with no extra branch. Faults on accept() or fork() pause
+ * the listeners with a growing delay: the service never spins and never gives up. */
+#include "serve.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "children.h"
+#include "client.h"
+#include "clock.h"
+#include "log.h"
+#include "notify.h"
+
+#define ACCEPT_BATCH   64
+#define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
+#define PAUSE_MAX_USEC (1 * USEC_PER_SEC)
+
+struct serve {
+        const struct options *options;
+        struct listeners *listeners;
+        struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
+        int signal_fd;
+        struct children *children;
+        struct notify notify;
+        uint64_t n_served, n_refused;
+        bool stopping;
+        uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
+        bool at_cap;             /* the current at-the-cap episode was logged */
+        /* A fault episode: accept() or fork() failing for want of resources. */
+        uint64_t paused_until;
+        uint64_t pause_usec; /* 0: no episode */
+        unsigned n_faults;
+};
+
+static void format_status(const struct serve *s, char *buf, size_t size) {
+        snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
+                 children_count(s->children), s->options->max_clients, s->n_served, s->n_refused);
+}
+
+static void fault_pause(struct serve *s, int error, const char *what, uint64_t now) {
+        if (s->pause_usec == 0) {
+                log_warning_errno(error,
+                                  "%s failed: %m; pausing new connections, retrying with a "
+                                  "growing delay up to 1 s",
+                                  what);
+                s->pause_usec = PAUSE_MIN_USEC;
+        } else if (s->pause_usec < PAUSE_MAX_USEC)
+                s->pause_usec = s->pause_usec * 2 < PAUSE_MAX_USEC ? s->pause_usec * 2 : PAUSE_MAX_USEC;
+        s->n_faults++;
+        s->paused_until = now + s->pause_usec;
+}
+
+static void fault_end(struct serve *s) {
+        if (s->pause_usec == 0)
+                return;
+        log_notice("Serving again after %u failed attempt%s", s->n_faults, s->n_faults == 1 ? "" : "s");
+        s->pause_usec = 0;
+        s->n_faults = 0;
+}
+
+static bool accept_error_is_transient(int error) {
+        /* Failures of one connection, not of the listener: take the next one. */
+        switch (error) {
+        case ECONNABORTED:
+        case EPROTO:
+        case EPERM:
+        case ENETDOWN:
+        case ENOPROTOOPT:
+        case EHOSTDOWN:
+        case ENONET:
+        case EHOSTUNREACH:
+        case EOPNOTSUPP:
+        case ENETUNREACH:
+        case EINTR:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
+ * connection was closed). */
+static int serve_spawn(struct serve *s, struct client *c) {
+        pid_t pid = fork();
+
+        if (pid == 0)
+                client_run_child(c);
+        close(c->conn_fd);
+        if (pid < 0)
+                return -errno;
+        if (children_add(s->children, pid, 0) < 0)
+                log_error("Child %d could not be recorded; it will not be counted", (int)pid);
+        s->n_served++;
+        notify_status_changed(&s->notify);
+        if (log_get_level() >= LOG_DEBUG) {
+                char peer[ADDR_TEXT_MAX];
+                addr_format_peer((struct sockaddr *)&c->peer, c->peer_len, peer, sizeof(peer));
+                log_debug("accepted %s (pid %d)", peer, (int)pid);
+        }
+        return 0;
+}
+
+static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
+        for (unsigned i = 0; i < ACCEPT_BATCH && children_count(s->children) < s->options->max_clients; i++) {
+                struct client c = { .idle_timeout_usec = s->options->idle_timeout_usec };
+                int r;
+
+                c.peer_len = sizeof(c.peer);
+                c.conn_fd =
+                        accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (c.conn_fd < 0) {
+                        if (errno == EAGAIN)
+                                return;
+                        if (accept_error_is_transient(errno))
+                                continue;
+                        fault_pause(s, errno, "accept()", now);
+                        return;
+                }
+                c.start_usec = now;
+                r = serve_spawn(s, &c);
+                if (r < 0) {
+                        fault_pause(s, r, "fork()", now);
+                        return;
+                }
+                fault_end(s);
+        }
+}
+
+static void serve_reap(struct serve *s) {
+        for (;;) {
+                int status;
+                pid_t pid = waitpid(-1, &status, WNOHANG);
+
+                if (pid <= 0)
+                        return;
+                if (!children_remove(s->children, pid, NULL))
+                        continue;
+                notify_status_changed(&s->notify);
+                if (WIFSIGNALED(status) &&
+                    !(s->stopping && s->drain_deadline == 0 && WTERMSIG(status) == SIGKILL))
+                        log_warning("Child %d was killed by signal %s", (int)pid,
+                                    strsignal(WTERMSIG(status)));
+        }
+}
+
+static void serve_stop(struct serve *s, uint64_t now) {
+        unsigned n;
+
+        if (s->stopping)
+                return;
+        s->stopping = true;
+        notify_stopping(&s->notify);
+        n = children_kill(s->children, SIGTERM);
+        s->drain_deadline = now + s->options->drain_timeout_usec;
+        log_notice("stopping: %u client%s draining, up to %" PRIu64 ".%03" PRIu64 " s", n, n == 1 ? "" : "s",
+                   (uint64_t)(s->options->drain_timeout_usec / USEC_PER_SEC),
+                   (uint64_t)(s->options->drain_timeout_usec % USEC_PER_SEC / USEC_PER_MSEC));
+}
+
+static void serve_signals(struct serve *s, uint64_t now) {
+        struct signalfd_siginfo si;
+
+        while (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                switch (si.ssi_signo) {
+                case SIGCHLD:
+                        break; /* reaped below, whatever the signal */
+                case SIGTERM:
+                case SIGINT:
+                        serve_stop(s, now);
+                        break;
+                default:
+                        log_debug("Ignoring signal %s", strsignal((int)si.ssi_signo));
+                }
+        }
+        serve_reap(s);
+}
+
+static void serve_timers(struct serve *s, uint64_t now) {
+        if (s->stopping && s->drain_deadline != 0 && now >= s->drain_deadline) {
+                unsigned n = children_kill(s->children, SIGKILL);
+                if (n > 0)
+                        log_warning("Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
+                s->drain_deadline = 0;
+        }
+        if (notify_status_due(&s->notify, now)) {
+                char status[160];
+                format_status(s, status, sizeof(status));
+                notify_status(&s->notify, status, now);
+        }
+        notify_watchdog(&s->notify, now);
+}
+
+/* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
+static int serve_arm(struct serve *s, uint64_t now) {
+        bool full = children_count(s->children) >= s->options->max_clients;
+        bool paused = s->pause_usec != 0 && now < s->paused_until;
+        bool accepting = !s->stopping && !full && !paused;
+        uint64_t deadline = notify_deadline(&s->notify);
+
+        if (full && !s->at_cap && !s->stopping) {
+                log_warning("at the limit of %u clients: accepting paused until one ends",
+                            s->options->max_clients);
+                s->at_cap = true;
+        } else if (!full)
+                s->at_cap = false;
+
+        for (size_t i = 0; i < s->listeners->n; i++) {
+                const struct listener *l = &s->listeners->items[i];
+                bool on = l->type == LISTENER_STREAM ? accepting : !s->stopping;
+                s->pfds[1 + i].fd = on ? l->fd : -1;
+        }
+        if (paused && s->paused_until < deadline)
+                deadline = s->paused_until;
+        if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)
+                deadline = s->drain_deadline;
+        if (deadline == UINT64_MAX)
+                return -1;
+        if (deadline <= now)
+                return 0;
+        return (int)((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+}
+
+static int serve_setup(struct serve *s) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (s->signal_fd < 0)
+                return log_error_errno(errno, "Failed to create signalfd: %m");
+
+        r = children_new(s->options->max_clients, &s->children);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
+                                       s->options->max_clients);
+
+        s->pfds = calloc(1 + s->listeners->n, sizeof(struct pollfd));
+        if (!s->pfds)
+                return log_error_errno(ENOMEM, "Failed to allocate poll set: %m");
+        s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
+        for (size_t i = 0; i < s->listeners->n; i++)
+                s->pfds[1 + i].events = POLLIN;
+        return 0;
+}
+
+static void serve_ready(struct serve *s, uint64_t now) {
+        char names[1024], status[160];
+        size_t off = 0;
+
+        names[0] = '\0';
+        for (size_t i = 0; i < s->listeners->n && off < sizeof(names); i++)
+                off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                        s->listeners->items[i].name);
+        log_notice("ready: %s; max %u clients", names, s->options->max_clients);
+        format_status(s, status, sizeof(status));
+        notify_ready(&s->notify, status, now);
+}
+
+int serve_loop(const struct options *options, struct listeners *listeners) {
+        struct serve s = { .options = options, .listeners = listeners, .signal_fd = -1 };
+        uint64_t now = clock_now_usec();
+        int r;
+
+        notify_setup(&s.notify, now);
+        r = serve_setup(&s);
+        if (r < 0)
+                goto finish;
+        serve_ready(&s, now);
+
+        while (!s.stopping || children_count(s.children) > 0) {
+                int timeout_ms = serve_arm(&s, now);
+
+                if (poll(s.pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
+                        r = log_error_errno(errno, "poll() failed: %m");
+                        break;
+                }
+                now = clock_now_usec();
+                if (s.pfds[0].revents)
+                        serve_signals(&s, now);
+                for (size_t i = 0; i < listeners->n; i++) {
+                        if (!(s.pfds[1 + i].revents & POLLIN))
+                                continue;
+                        if (listeners->items[i].type == LISTENER_STREAM)
+                                serve_accept(&s, &listeners->items[i], now);
+                }
+                serve_timers(&s, now);
+        }
+        if (r == 0)
+                log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s.n_served, s.n_refused);
+
+finish:
+        children_free(s.children);
+        free(s.pfds);
+        if (s.signal_fd >= 0)
+                close(s.signal_fd);
+        return r;
+}
