@@ -136,3 +136,47 @@ void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size
         format_ip(sa, ip, sizeof(ip), &port);
         snprintf(buf, size, sa->sa_family == AF_INET6 && !strchr(ip, '.') ? "[%s]:%u" : "%s:%u", ip, port);
 }
+
+/* IPv4 keys carry the ff00::/8 prefix, which is multicast in IPv6 and so never the source
+ * of a connection: no IPv4 key can equal an IPv6 /64. */
+#define SOURCE_V4_TAG 0xff00000000000000ull
+
+static uint64_t load_be64(const uint8_t *p) {
+        uint64_t v = 0;
+
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+uint64_t addr_source_key(const struct sockaddr *sa, socklen_t len) {
+        if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
+                return SOURCE_V4_TAG | ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(a))
+                        return SOURCE_V4_TAG | (uint64_t)a->s6_addr[12] << 24 |
+                               (uint64_t)a->s6_addr[13] << 16 | (uint64_t)a->s6_addr[14] << 8 |
+                               a->s6_addr[15];
+                return load_be64(a->s6_addr);
+        }
+        return ADDR_SOURCE_NONE;
+}
+
+void addr_format_source(uint64_t key, char *buf, size_t size) {
+        char ip[INET6_ADDRSTRLEN];
+
+        if (key == ADDR_SOURCE_NONE)
+                snprintf(buf, size, "local");
+        else if ((key & 0xffffffff00000000ull) == SOURCE_V4_TAG) {
+                struct in_addr in = { .s_addr = htonl((uint32_t)key) };
+                inet_ntop(AF_INET, &in, ip, sizeof(ip));
+                snprintf(buf, size, "%s", ip);
+        } else {
+                struct in6_addr in6 = {};
+                for (int i = 0; i < 8; i++)
+                        in6.s6_addr[i] = (uint8_t)(key >> (56 - 8 * i));
+                inet_ntop(AF_INET6, &in6, ip, sizeof(ip));
+                snprintf(buf, size, "%s/64", ip);
+        }
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -13,6 +14,14 @@
  * the result is the IPv6 wildcard, which the caller makes dual-stack. ret and ret_len may
  * be NULL to only validate. Returns 0 or -EINVAL. */
 int addr_parse(const char *value, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* The key clients are grouped by for per-source limits: the IPv4 address (IPv4-mapped
+ * IPv6 counted as IPv4), or the /64 prefix of an IPv6 address. ADDR_SOURCE_NONE for
+ * families that are not limited per source (AF_UNIX). */
+#define ADDR_SOURCE_NONE UINT64_MAX
+uint64_t addr_source_key(const struct sockaddr *sa, socklen_t len);
+/* "127.0.0.1" or "2001:db8::/64": the group a source key stands for. */
+void addr_format_source(uint64_t key, char *buf, size_t size);
 
 /* "127.0.0.1 port 4000", "::1 port 4000", or "unix" (the caller adds credentials): the
  * peer, as a connection's log line names it. */

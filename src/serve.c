@@ -11,15 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "children.h"
 #include "client.h"
 #include "clock.h"
 #include "log.h"
+#include "map.h"
 #include "notify.h"
+#include "udp.h"
 
 #define ACCEPT_BATCH   64
 #define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
@@ -30,9 +32,13 @@ struct serve {
         struct listeners *listeners;
         struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
         int signal_fd;
-        struct children *children;
+        struct map *children; /* pid -> source key */
+        struct map *sources;  /* source key -> live connections; only with --max-per-source */
+        struct udp *udp;      /* only with UDP sockets */
         struct notify notify;
         uint64_t n_served, n_refused;
+        uint64_t n_refused_logged; /* refusals at the last log line */
+        uint64_t refused_log_next;
         bool stopping;
         uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
         bool at_cap;             /* the current at-the-cap episode was logged */
@@ -42,9 +48,22 @@ struct serve {
         unsigned n_faults;
 };
 
+#define REFUSED_LOG_INTERVAL (10 * USEC_PER_SEC)
+
+static unsigned n_children(const struct serve *s) {
+        return (unsigned)map_size(s->children);
+}
+
 static void format_status(const struct serve *s, char *buf, size_t size) {
-        snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
-                 children_count(s->children), s->options->max_clients, s->n_served, s->n_refused);
+        int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
+                         n_children(s), s->options->max_clients, s->n_served, s->n_refused);
+
+        if (s->udp && n > 0 && (size_t)n < size) {
+                uint64_t echoed, dropped;
+                udp_counts(s->udp, &echoed, &dropped);
+                snprintf(buf + n, size - (size_t)n, ", %" PRIu64 " datagrams echoed, %" PRIu64 " dropped",
+                         echoed, dropped);
+        }
 }
 
 static void fault_pause(struct serve *s, int error, const char *what, uint64_t now) {
@@ -90,7 +109,7 @@ static bool accept_error_is_transient(int error) {
 
 /* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
  * connection was closed). */
-static int serve_spawn(struct serve *s, struct client *c) {
+static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
         pid_t pid = fork();
 
         if (pid == 0)
@@ -98,8 +117,13 @@ static int serve_spawn(struct serve *s, struct client *c) {
         close(c->conn_fd);
         if (pid < 0)
                 return -errno;
-        if (children_add(s->children, pid, 0) < 0)
-                log_error("Child %d could not be recorded; it will not be counted", (int)pid);
+        /* Cannot fail: the table has room for max_clients and we are below that. */
+        (void)map_put(s->children, (uint64_t)pid, source);
+        if (s->sources && source != ADDR_SOURCE_NONE) {
+                uint64_t n = 0;
+                (void)map_get(s->sources, source, &n);
+                (void)map_put(s->sources, source, n + 1);
+        }
         s->n_served++;
         notify_status_changed(&s->notify);
         if (log_get_level() >= LOG_DEBUG) {
@@ -110,8 +134,28 @@ static int serve_spawn(struct serve *s, struct client *c) {
         return 0;
 }
 
+static bool source_is_full(const struct serve *s, uint64_t source) {
+        uint64_t n = 0;
+
+        if (!s->sources || source == ADDR_SOURCE_NONE)
+                return false;
+        (void)map_get(s->sources, source, &n);
+        return n >= s->options->max_per_source;
+}
+
+static void source_release(struct serve *s, uint64_t source) {
+        uint64_t n = 0;
+
+        if (!s->sources || source == ADDR_SOURCE_NONE || !map_get(s->sources, source, &n))
+                return;
+        if (n <= 1)
+                (void)map_remove(s->sources, source, NULL);
+        else
+                (void)map_put(s->sources, source, n - 1);
+}
+
 static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        for (unsigned i = 0; i < ACCEPT_BATCH && children_count(s->children) < s->options->max_clients; i++) {
+        for (unsigned i = 0; i < ACCEPT_BATCH && n_children(s) < s->options->max_clients; i++) {
                 struct client c = { .idle_timeout_usec = s->options->idle_timeout_usec };
                 int r;
 
@@ -127,7 +171,15 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                         return;
                 }
                 c.start_usec = now;
-                r = serve_spawn(s, &c);
+                uint64_t source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
+                if (source_is_full(s, source)) {
+                        /* Closed at once: the peer sees its connection end with no data. */
+                        close(c.conn_fd);
+                        s->n_refused++;
+                        notify_status_changed(&s->notify);
+                        continue;
+                }
+                r = serve_spawn(s, &c, source);
                 if (r < 0) {
                         fault_pause(s, r, "fork()", now);
                         return;
@@ -139,18 +191,31 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
 static void serve_reap(struct serve *s) {
         for (;;) {
                 int status;
+                uint64_t source;
                 pid_t pid = waitpid(-1, &status, WNOHANG);
 
                 if (pid <= 0)
                         return;
-                if (!children_remove(s->children, pid, NULL))
+                if (!map_remove(s->children, (uint64_t)pid, &source))
                         continue;
+                source_release(s, source);
                 notify_status_changed(&s->notify);
                 if (WIFSIGNALED(status) &&
                     !(s->stopping && s->drain_deadline == 0 && WTERMSIG(status) == SIGKILL))
                         log_warning("Child %d was killed by signal %s", (int)pid,
                                     strsignal(WTERMSIG(status)));
         }
+}
+
+static void kill_one(uint64_t pid, uint64_t source, void *userdata) {
+        int sig = *(int *)userdata;
+        (void)source;
+        (void)kill((pid_t)pid, sig);
+}
+
+static unsigned kill_children(struct serve *s, int sig) {
+        map_foreach(s->children, kill_one, &sig);
+        return n_children(s);
 }
 
 static void serve_stop(struct serve *s, uint64_t now) {
@@ -160,7 +225,7 @@ static void serve_stop(struct serve *s, uint64_t now) {
                 return;
         s->stopping = true;
         notify_stopping(&s->notify);
-        n = children_kill(s->children, SIGTERM);
+        n = kill_children(s, SIGTERM);
         s->drain_deadline = now + s->options->drain_timeout_usec;
         log_notice("stopping: %u client%s draining, up to %" PRIu64 ".%03" PRIu64 " s", n, n == 1 ? "" : "s",
                    (uint64_t)(s->options->drain_timeout_usec / USEC_PER_SEC),
@@ -187,10 +252,20 @@ static void serve_signals(struct serve *s, uint64_t now) {
 
 static void serve_timers(struct serve *s, uint64_t now) {
         if (s->stopping && s->drain_deadline != 0 && now >= s->drain_deadline) {
-                unsigned n = children_kill(s->children, SIGKILL);
+                unsigned n = kill_children(s, SIGKILL);
                 if (n > 0)
                         log_warning("Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
                 s->drain_deadline = 0;
+        }
+        if (s->udp && udp_tick(s->udp, now))
+                notify_status_changed(&s->notify);
+        if (s->n_refused > s->n_refused_logged && now >= s->refused_log_next) {
+                log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
+                            "since the last report",
+                            s->n_refused - s->n_refused_logged,
+                            s->n_refused - s->n_refused_logged == 1 ? "" : "s", s->options->max_per_source);
+                s->n_refused_logged = s->n_refused;
+                s->refused_log_next = now + REFUSED_LOG_INTERVAL;
         }
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
@@ -202,9 +277,10 @@ static void serve_timers(struct serve *s, uint64_t now) {
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
-        bool full = children_count(s->children) >= s->options->max_clients;
+        bool full = n_children(s) >= s->options->max_clients;
         bool paused = s->pause_usec != 0 && now < s->paused_until;
         bool accepting = !s->stopping && !full && !paused;
+        bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
 
         if (full && !s->at_cap && !s->stopping) {
@@ -216,9 +292,13 @@ static int serve_arm(struct serve *s, uint64_t now) {
 
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];
-                bool on = l->type == LISTENER_STREAM ? accepting : !s->stopping;
+                bool on = l->type == LISTENER_STREAM ? accepting : answering;
                 s->pfds[1 + i].fd = on ? l->fd : -1;
         }
+        if (s->udp && udp_deadline(s->udp, now) < deadline)
+                deadline = udp_deadline(s->udp, now);
+        if (s->n_refused > s->n_refused_logged && s->refused_log_next < deadline)
+                deadline = s->refused_log_next;
         if (paused && s->paused_until < deadline)
                 deadline = s->paused_until;
         if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)
@@ -243,10 +323,32 @@ static int serve_setup(struct serve *s) {
         if (s->signal_fd < 0)
                 return log_error_errno(errno, "Failed to create signalfd: %m");
 
-        r = children_new(s->options->max_clients, &s->children);
+        r = map_new(s->options->max_clients, &s->children);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
+        /* At most one entry per live connection: it can never be full. */
+        if (s->options->max_per_source > 0) {
+                r = map_new(s->options->max_clients, &s->sources);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to allocate the per-source table: %m");
+        }
+        for (size_t i = 0; i < s->listeners->n; i++) {
+                const struct listener *l = &s->listeners->items[i];
+                if (l->type != LISTENER_DGRAM)
+                        continue;
+                r = udp_socket_prepare(l->fd, l->family);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up %s: %m", l->name);
+                if (!s->udp) {
+                        uint64_t seed = 0;
+                        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+                                seed = (uint64_t)getpid() << 32; /* weaker, still per instance */
+                        r = udp_new(seed ^ clock_now_usec(), clock_now_usec(), &s->udp);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to allocate UDP state: %m");
+                }
+        }
 
         s->pfds = calloc(1 + s->listeners->n, sizeof(struct pollfd));
         if (!s->pfds)
@@ -281,7 +383,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 goto finish;
         serve_ready(&s, now);
 
-        while (!s.stopping || children_count(s.children) > 0) {
+        while (!s.stopping || n_children(&s) > 0) {
                 int timeout_ms = serve_arm(&s, now);
 
                 if (poll(s.pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
@@ -296,6 +398,8 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                                 continue;
                         if (listeners->items[i].type == LISTENER_STREAM)
                                 serve_accept(&s, &listeners->items[i], now);
+                        else
+                                udp_serve(s.udp, listeners->items[i].fd, now);
                 }
                 serve_timers(&s, now);
         }
@@ -303,7 +407,9 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s.n_served, s.n_refused);
 
 finish:
-        children_free(s.children);
+        map_free(s.children);
+        map_free(s.sources);
+        udp_free(s.udp);
         free(s.pfds);
         if (s.signal_fd >= 0)
                 close(s.signal_fd);
