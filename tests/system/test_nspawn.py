@@ -1,0 +1,752 @@
+#!/usr/bin/env python3
+"""The .deb under a real systemd: builds it with packaging/build-deb, boots systemd in
+systemd-nspawn over an overlay of / (the container shares the host's network, so port 7 in
+there is port 7 here), installs the package with apt-get and checks, as a user would, what
+the README's Install and Operate sections promise. Needs root, systemd-nspawn, nsenter and
+overlayfs; skips without them (fails if ECHOD_SYSTEM_TESTS_REQUIRED=1).
+
+usage: test_nspawn.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
+
+import ctypes
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+source_root, build_root, built_service = sys.argv[1:4]
+required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
+
+PORT = 7
+STATUS_RE = re.compile(r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused"
+                       r"(?:, (\d+) datagrams echoed, (\d+) dropped)?$")
+CONN_RE = re.compile(r"connection from (\S+) port (\d+) \(pid (\d+)\) ended: "
+                     r"(eof|idle|reset|stop|error)[^,]*, (\d+) bytes echoed in ([0-9.]+) s")
+EXPOSURE_RE = re.compile(r"Overall exposure level for \S+: ([0-9.]+)")
+INSIDE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "SYSTEMD_PAGER": "",
+    "SYSTEMD_COLORS": "0",
+    "TERM": "dumb",
+}
+DYNAMIC_UID_MIN, DYNAMIC_UID_MAX = 61184, 65519
+
+
+# ---------------------------------------------------------------- TAP and skipping
+
+def skip_or_fail(reason):
+    if required:
+        print(f"1..1\nnot ok 1 - cannot run: {reason}")
+        sys.exit(1)
+    print(f"1..0 # SKIP {reason}")
+    sys.exit(0)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+# ---------------------------------------------------------------- the container
+
+class Container:
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="echod-nspawn-")
+        self.root = os.path.join(self.tmp, "root")
+        self.log_path = os.path.join(self.tmp, "nspawn.log")
+        self.nspawn = None
+        self.init_pid = None
+        self.mounts = []
+
+    def mount(self):
+        # The overlay's upper layer on a tmpfs of its own: works whatever / is.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "echod-test", self.tmp],
+                       check=True, timeout=10)
+        self.mounts.append(self.tmp)
+        for d in ("upper", "work", "root"):
+            os.mkdir(os.path.join(self.tmp, d))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir=/,upperdir={self.tmp}/upper,workdir={self.tmp}/work",
+                        self.root], check=True, timeout=10)
+        self.mounts.append(self.root)
+        # A real host has no policy-rc.d: without this, dpkg would not start echo.socket.
+        for f in ("usr/sbin/policy-rc.d",):
+            path = os.path.join(self.root, f)
+            if os.path.lexists(path):
+                os.unlink(path)
+
+    def boot(self, timeout=60):
+        log = open(self.log_path, "wb")
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def die_with_parent():
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no container outlives the test
+            os.setsid()
+
+        self.nspawn = subprocess.Popen(
+            ["systemd-nspawn", "-D", self.root, "--register=no", "--keep-unit",
+             "--machine=echotest", "--console=read-only", "-b"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)
+        log.close()
+        deadline = time.monotonic() + timeout
+        # PID 1 of the container is nspawn's child once its comm is "systemd"
+        while self.init_pid is None:
+            check(self.nspawn.poll() is None, "systemd-nspawn exited: " + self.log_tail())
+            check(time.monotonic() < deadline, "no systemd in the container: " + self.log_tail())
+            for child in self.children(self.nspawn.pid):
+                try:
+                    with open(f"/proc/{child}/comm") as f:
+                        if f.read().strip() == "systemd":
+                            self.init_pid = child
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        state = ""
+        while True:
+            p = self.run(["systemctl", "is-system-running"], timeout=10, check=False)
+            state = p.stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            check(time.monotonic() < deadline, f"system state {state!r}: " + self.log_tail())
+            time.sleep(0.3)
+        return state
+
+    @staticmethod
+    def children(pid):
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def run(self, argv, timeout=30, check=True, input=None):
+        """Runs argv inside the container (all its namespaces), as root there."""
+        p = subprocess.run(["nsenter", "-t", str(self.init_pid), "-a", "--", *argv],
+                           capture_output=True, text=True, timeout=timeout, env=INSIDE_ENV,
+                           input=input)
+        if check and p.returncode != 0:
+            raise Failed(f"`{' '.join(argv)}` exited {p.returncode}: {p.stdout}{p.stderr}")
+        return p
+
+    def sh(self, script, timeout=30, check=True):
+        return self.run(["sh", "-c", script], timeout=timeout, check=check)
+
+    def show(self, unit, *props):
+        p = self.run(["systemctl", "show", unit, *[f"-p{x}" for x in props]])
+        values = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+        return values if len(props) > 1 else values.get(props[0], "")
+
+    def teardown(self):
+        if self.nspawn is not None and self.nspawn.poll() is None:
+            self.nspawn.terminate()  # SIGTERM: the container halts cleanly
+            try:
+                self.nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.nspawn.pid, signal.SIGKILL)
+                self.nspawn.wait(timeout=10)
+        for m in reversed(self.mounts):
+            for _ in range(20):
+                if subprocess.run(["umount", m], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.5)
+            else:
+                subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- clients
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def tcp_echo(host, payload, timeout=10.0):
+    """Sends payload, shuts down the write side, returns everything read until EOF."""
+    import selectors
+    deadline = time.monotonic() + timeout
+    with socket.socket(family(host), socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, PORT))
+        s.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        sent, got = 0, bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"echo from {host} timed out: {sent} sent, {len(got)} back")
+            for _, ev in sel.select(left):
+                if ev & selectors.EVENT_WRITE and sent < len(payload):
+                    try:
+                        sent += s.send(payload[sent:sent + 65536])
+                    except BlockingIOError:
+                        pass
+                    if sent == len(payload):
+                        s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ)
+                if ev & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        return bytes(got)
+                    got += chunk
+
+
+def wait_for(what, fn, timeout, interval=0.2):
+    """Polls fn() until it returns a true value; returns it, or raises Failed."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise Failed(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+class StreamClient:
+    """A client in mid-stream: sends 4 KiB every 10 ms and reads back concurrently, until
+    told to stop sending; then reads until the server closes."""
+
+    def __init__(self, host, seed):
+        self.rng = random.Random(seed)
+        self.sock = socket.create_connection((host, PORT), timeout=10)
+        self.sock.settimeout(30)
+        self.sent = bytearray()
+        self.got = bytearray()
+        self.stop_sending = threading.Event()
+        self.error = None
+        self.closed = threading.Event()
+        self.writer = threading.Thread(target=self._write, daemon=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.writer.start()
+        self.reader.start()
+
+    def _write(self):
+        try:
+            while not self.stop_sending.is_set() and not self.closed.is_set():
+                chunk = self.rng.randbytes(4096)
+                self.sock.sendall(chunk)
+                self.sent += chunk
+                time.sleep(0.01)
+        except OSError as e:
+            if not self.stop_sending.is_set():
+                self.error = f"send: {e}"
+
+    def _read(self):
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.got += chunk
+        except OSError as e:
+            self.error = f"recv: {e}"
+        self.closed.set()
+
+    def close(self):
+        self.stop_sending.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- the checks
+
+class SystemTest:
+    def __init__(self, c):
+        self.c = c
+        self.deb = None
+        self.n_conns = 0  # finished TCP connections so far (for the journal check)
+        self.conn_bytes = []
+
+    def journal(self, since_usec=0):
+        p = self.c.run(["journalctl", "-u", "echo.service", "-o", "json", "--no-pager"],
+                       timeout=30)
+        entries = []
+        for line in p.stdout.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if int(e.get("__REALTIME_TIMESTAMP", "0")) < since_usec:
+                continue
+            msg = e.get("MESSAGE", "")
+            if isinstance(msg, list):
+                msg = bytes(msg).decode("utf-8", "replace")
+            e["MESSAGE"] = msg or ""
+            entries.append(e)
+        return entries
+
+    def status(self):
+        text = self.c.show("echo.service", "StatusText")
+        m = STATUS_RE.match(text)
+        return (text, m)
+
+    def reset(self):
+        # a test run starts the service far more often than an operator would
+        self.c.run(["systemctl", "reset-failed", "echo.service", "echo.socket"], check=False)
+
+    def echo_ok(self, host, n=1000):
+        payload = os.urandom(n)
+        back = tcp_echo(host, payload)
+        check(back == payload, f"{host}: sent {n} bytes, got {len(back)} back"
+              + ("" if len(back) != n else " (different bytes)"))
+        self.n_conns += 1
+        self.conn_bytes.append(n)
+
+    # --- 1
+    def t_build(self):
+        out = os.path.join(self.c.tmp, "deb")
+        # the package's own test suites are run by CI on the tree, not here
+        env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck")
+        p = subprocess.run([os.path.join(source_root, "packaging", "build-deb"), out],
+                           capture_output=True, text=True, timeout=600, env=env)
+        check(p.returncode == 0, "build-deb failed:\n" + "\n".join(
+            (p.stdout + p.stderr).splitlines()[-30:]))
+        debs = glob.glob(os.path.join(out, "echod_*.deb"))
+        check(len(debs) == 1, f"expected one echod_*.deb, got {debs}")
+        self.deb = debs[0]
+        return os.path.basename(self.deb)
+
+    def t_boot(self):
+        state = self.c.boot()
+        if state == "degraded":
+            p = self.c.run(["systemctl", "--failed", "--no-legend"], check=False)
+            return f"degraded: {p.stdout.strip()}"
+        return state
+
+    def t_install(self):
+        srv = os.path.join(self.c.root, "srv")  # the container mounts its own /tmp
+        os.makedirs(srv, exist_ok=True)
+        shutil.copy(self.deb, srv)
+        name = os.path.basename(self.deb)
+        # as in the README: apt-get install ./echod_VERSION_ARCH.deb
+        self.c.sh(f"cd /srv && apt-get install -y ./{name}", timeout=120)
+
+    def t_socket_after_install(self):
+        enabled = self.c.run(["systemctl", "is-enabled", "echo.socket"], check=False).stdout.strip()
+        active = self.c.run(["systemctl", "is-active", "echo.socket"], check=False).stdout.strip()
+        check(enabled == "enabled" and active == "active",
+              f"echo.socket is {enabled}/{active}, want enabled/active")
+        svc = self.c.run(["systemctl", "is-active", "echo.service"], check=False).stdout.strip()
+        check(svc == "inactive", f"echo.service is {svc} before any connection, want inactive")
+        listen = self.c.show("echo.socket", "Listen")
+        check(listen == f"[::]:{PORT} (Stream)", f"Listen={listen}")
+        # one socket for both families: ss shows *:7 when IPV6_V6ONLY is off
+        p = subprocess.run(["ss", "-Hltn", f"sport = :{PORT}"], capture_output=True, text=True,
+                           timeout=10)
+        locals_ = [line.split()[3] for line in p.stdout.splitlines() if line.strip()]
+        check(locals_ == [f"*:{PORT}"], f"listeners on port {PORT}: {locals_} (want ['*:{PORT}'])")
+
+    def t_tcp_echo(self):
+        before = time.monotonic()
+        payload = os.urandom(256 * 1024)
+        back = tcp_echo("127.0.0.1", payload)
+        check(back == payload, f"127.0.0.1: sent {len(payload)}, got {len(back)} back")
+        self.n_conns += 1
+        self.conn_bytes.append(len(payload))
+        payload = os.urandom(64 * 1024)
+        back = tcp_echo("::1", payload)
+        check(back == payload, f"[::1]: sent {len(payload)}, got {len(back)} back")
+        self.n_conns += 1
+        self.conn_bytes.append(len(payload))
+        # started by that first connection, by the socket
+        v = self.c.show("echo.service", "ActiveState", "ExecMainStartTimestampMonotonic",
+                        "TriggeredBy", "NRestarts")
+        check(v["ActiveState"] == "active", f"echo.service is {v['ActiveState']}")
+        started = int(v["ExecMainStartTimestampMonotonic"]) / 1e6
+        check(started >= before, f"echo.service started at {started}, before the first "
+              f"connection at {before:.6f}")
+        check(v["TriggeredBy"] == "echo.socket", f"TriggeredBy={v['TriggeredBy']}")
+
+    def t_dynamic_user(self):
+        v = self.c.show("echo.service", "MainPID", "DynamicUser", "User")
+        pid = int(v["MainPID"])
+        check(pid > 0, "no main process")
+        status = self.c.run(["cat", f"/proc/{pid}/status"]).stdout
+        uids = [int(x) for x in re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()]
+        check(all(DYNAMIC_UID_MIN <= u <= DYNAMIC_UID_MAX for u in uids),
+              f"main process uids {uids}, not in the dynamic range")
+        check(v["DynamicUser"] == "yes", f"DynamicUser={v['DynamicUser']}")
+        name = self.c.run(["getent", "passwd", str(uids[0])], check=False).stdout.split(":")[0]
+        caps = re.search(r"^CapEff:\s+(\S+)$", status, re.M).group(1)
+        check(int(caps, 16) == 0, f"effective capabilities {caps}")
+        return f"uid {uids[0]}" + (f" ({name})" if name else "") + ", no capabilities"
+
+    def t_status(self):
+        # one connection held open, mid-stream
+        held = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+        try:
+            held.sendall(b"x" * 100)
+            got = b""
+            while len(got) < 100:
+                got += held.recv(100 - len(got))
+            text, m = wait_for("StatusText with 1 client active",
+                               lambda: (lambda t, m: (t, m) if m and m.group(1) == "1" else None)(
+                                   *self.status()), 5)
+            served = int(m.group(3))
+            check(int(m.group(2)) == 1024, f"cap in {text!r}")
+            check(served >= self.n_conns, f"{text!r}: served < {self.n_conns} finished")
+            held.shutdown(socket.SHUT_WR)
+            while held.recv(4096):
+                pass
+        finally:
+            held.close()
+        self.n_conns += 1
+        self.conn_bytes.append(100)
+        text2, _ = wait_for("StatusText with 0 clients active",
+                            lambda: (lambda t, m: (t, m) if m and m.group(1) == "0"
+                                     and int(m.group(3)) >= self.n_conns else None)(
+                                *self.status()), 5)
+        return f"{text!r} then {text2!r}"
+
+    def t_journal(self):
+        def lines():
+            j = self.journal()
+            conns = [(e, CONN_RE.search(e["MESSAGE"])) for e in j]
+            conns = [(e, m) for e, m in conns if m]
+            return (j, conns) if len(conns) >= self.n_conns else None
+        j, conns = wait_for(f"{self.n_conns} connection lines", lines, 5)
+        ready = [e for e in j if e["MESSAGE"].startswith("ready: ")]
+        check(ready, "no ready line")
+        check(ready[0].get("PRIORITY") == "5", f"ready line priority {ready[0].get('PRIORITY')}")
+        check(f"tcp [::]:{PORT}" in ready[0]["MESSAGE"], f"ready line: {ready[0]['MESSAGE']}")
+        check(len(conns) == self.n_conns,
+              f"{len(conns)} connection lines for {self.n_conns} connections")
+        prios = sorted(set(e.get("PRIORITY") for e, _ in conns))
+        check(prios == ["6"], f"connection line priorities {prios}, want info (6)")
+        peers = sorted(set(m.group(1) for _, m in conns))
+        check(set(peers) <= {"127.0.0.1", "::1"}, f"peers {peers}")
+        got = sorted(int(m.group(5)) for _, m in conns)
+        check(got == sorted(self.conn_bytes), f"bytes {got}, sent {sorted(self.conn_bytes)}")
+        main = int(self.c.show("echo.service", "MainPID") or 0)
+        child_pids = set(int(m.group(3)) for _, m in conns)
+        check(main not in child_pids and len(child_pids) == len(conns),
+              f"child pids {child_pids}, main {main}")
+        check(all(m.group(4) == "eof" for _, m in conns), "reasons: "
+              + " ".join(m.group(4) for _, m in conns))
+        # what an operator types
+        p = self.c.run(["journalctl", "-u", "echo.service", "-p", "info", "--no-pager", "-o", "cat"])
+        check(sum(1 for l in p.stdout.splitlines() if CONN_RE.search(l)) == self.n_conns,
+              "journalctl -p info does not show them all")
+        return f"ready: {ready[0]['MESSAGE']!r}; e.g. {conns[0][0]['MESSAGE']!r}"
+
+    def t_stop_draining(self):
+        self.reset()
+        t0 = time.time()
+        clients = [StreamClient("127.0.0.1" if i % 2 else "::1", i) for i in range(20)]
+        try:
+            wait_for("20 clients streaming", lambda: all(len(cl.got) >= 16384 for cl in clients)
+                     or any(cl.error for cl in clients), 15)
+            check(not any(cl.error for cl in clients),
+                  "; ".join(cl.error for cl in clients if cl.error))
+            text, _ = wait_for("StatusText with 20 clients active",
+                               lambda: (lambda t, m: (t, m) if m and m.group(1) == "20" else None)(
+                                   *self.status()), 5)
+            for cl in clients:
+                cl.stop_sending.set()
+            for cl in clients:
+                cl.writer.join(5)
+            start = time.monotonic()
+            p = self.c.run(["systemctl", "stop", "echo.service"], timeout=60, check=False)
+            took = time.monotonic() - start
+            check(p.returncode == 0, f"systemctl stop: {p.stderr}")
+            for cl in clients:
+                cl.reader.join(max(0.1, start + 20 - time.monotonic()))
+            bad = []
+            for i, cl in enumerate(clients):
+                if not cl.closed.is_set():
+                    bad.append(f"client {i}: still open")
+                elif cl.got != cl.sent:
+                    bad.append(f"client {i}: sent {len(cl.sent)}, got {len(cl.got)} back"
+                               + (f" ({cl.error})" if cl.error else ""))
+            check(not bad, "; ".join(bad))
+        finally:
+            for cl in clients:
+                cl.close()
+        v = self.c.show("echo.service", "ActiveState", "Result", "MainPID")
+        check(v["ActiveState"] == "inactive" and v["Result"] == "success",
+              f"ActiveState={v['ActiveState']} Result={v['Result']}")
+        p = self.c.sh("cat /sys/fs/cgroup/system.slice/echo.service/cgroup.procs 2>/dev/null; "
+                      "pgrep -x echod || true")
+        check(not p.stdout.strip(), f"processes left: {p.stdout.split()}")
+        self.stop_since = int(t0 * 1e6)
+        self.stop_clients = [len(cl.sent) for cl in clients]
+        return f"{sum(self.stop_clients)} bytes in 20 streams all back; stop took {took:.2f} s"
+
+    def t_stop_logged(self):
+        def lines():
+            conns = [CONN_RE.search(e["MESSAGE"]) for e in self.journal(self.stop_since)]
+            conns = [m for m in conns if m]
+            return conns if len(conns) >= 20 else None
+        conns = wait_for("20 connection lines", lines, 5)
+        reasons = sorted(m.group(4) for m in conns)
+        check(reasons == ["stop"] * 20, f"reasons {reasons}")
+        got = sorted(int(m.group(5)) for m in conns)
+        check(got == sorted(self.stop_clients), f"bytes {got}, sent {sorted(self.stop_clients)}")
+        msgs = [e["MESSAGE"] for e in self.journal(self.stop_since)]
+        check(any(m.startswith("stopping: 20 clients draining") for m in msgs),
+              "no 'stopping: 20 clients draining' line")
+        check(any(m.startswith("stopped: ") for m in msgs), "no 'stopped:' line")
+
+    def t_restart(self):
+        self.reset()
+        self.echo_ok("127.0.0.1")
+        old = int(self.c.show("echo.service", "MainPID"))
+        results = {"ok": 0, "failed": []}
+        done = threading.Event()
+
+        def loop():
+            i = 0
+            while not done.is_set():
+                i += 1
+                payload = os.urandom(1000)
+                try:
+                    back = tcp_echo("127.0.0.1" if i % 2 else "::1", payload, timeout=15)
+                    if back == payload:
+                        results["ok"] += 1
+                    else:
+                        results["failed"].append(f"#{i}: {len(back)} of 1000 bytes back")
+                except OSError as e:
+                    results["failed"].append(f"#{i}: {e}")
+                time.sleep(0.005)
+        th = threading.Thread(target=loop, daemon=True)
+        th.start()
+        try:
+            time.sleep(0.5)
+            p = self.c.run(["systemctl", "restart", "echo.service"], timeout=60, check=False)
+            check(p.returncode == 0, f"systemctl restart: {p.stderr}")
+            time.sleep(1.0)
+        finally:
+            done.set()
+            th.join(30)
+        new = int(self.c.show("echo.service", "MainPID"))
+        check(new not in (0, old), f"MainPID {old} -> {new}: not restarted")
+        check(not results["failed"], f"{len(results['failed'])} failed of "
+              f"{results['ok'] + len(results['failed'])}: " + "; ".join(results["failed"][:5]))
+        check(results["ok"] >= 10, f"only {results['ok']} connections")
+        return f"{results['ok']} connections, 0 failed; MainPID {old} -> {new}"
+
+    def t_watchdog(self):
+        self.c.sh("mkdir -p /etc/systemd/system/echo.service.d && "
+                  "printf '[Service]\\nWatchdogSec=2s\\n' > /etc/systemd/system/echo.service.d/watchdog.conf")
+        try:
+            self.c.run(["systemctl", "stop", "echo.service"], timeout=60)
+            self.c.run(["systemctl", "daemon-reload"], timeout=60)
+            self.reset()
+            self.echo_ok("127.0.0.1")
+            v = self.c.show("echo.service", "MainPID", "NRestarts", "WatchdogUSec")
+            check(v["WatchdogUSec"] == "2s", f"WatchdogUSec={v['WatchdogUSec']}")
+            pid, restarts = int(v["MainPID"]), int(v["NRestarts"])
+            time.sleep(3.5)  # it pings: still the same process after > 1.5 periods
+            v = self.c.show("echo.service", "MainPID", "NRestarts")
+            check(int(v["MainPID"]) == pid, f"MainPID changed before the hang: {pid} -> {v['MainPID']}")
+            since = int(time.time() * 1e6)
+            self.c.run(["kill", "-STOP", str(pid)])
+            def restarted():
+                v = self.c.show("echo.service", "MainPID", "NRestarts", "ActiveState")
+                return v if (int(v["MainPID"]) not in (0, pid) and v["ActiveState"] == "active"
+                             and int(v["NRestarts"]) == restarts + 1) else None
+            v = wait_for("a restart by the watchdog", restarted, 20)
+            p = self.c.run(["journalctl", "-u", "echo.service", "--no-pager", "-o", "cat",
+                            f"--since=@{since // 1000000}"])
+            check("Watchdog timeout" in p.stdout, "no 'Watchdog timeout' in the journal")
+            self.echo_ok("::1")
+            return f"MainPID {pid} -> {v['MainPID']}, NRestarts={v['NRestarts']}"
+        finally:
+            self.c.sh("rm -rf /etc/systemd/system/echo.service.d && systemctl daemon-reload && "
+                      "systemctl stop echo.service", check=False, timeout=60)
+
+    def t_security(self):
+        def score(argv, where):
+            p = where(argv)
+            m = EXPOSURE_RE.search(p.stdout)
+            check(m, f"`{' '.join(argv)}`: {p.stdout[-300:]}{p.stderr}")
+            return float(m.group(1))
+        online = score(["systemd-analyze", "security", "echo.service"], self.c.run)
+        offline_inside = score(["systemd-analyze", "security", "--offline=yes",
+                                "/lib/systemd/system/echo.service"], self.c.run)
+        offline_host = score(["systemd-analyze", "security", "--offline=yes", built_service],
+                             lambda a: subprocess.run(a, capture_output=True, text=True, timeout=60))
+        check(online == offline_inside == offline_host and online <= 0.2,
+              f"online {online}, offline inside {offline_inside}, offline here {offline_host}")
+        p = self.c.run(["systemd-analyze", "verify", "echo.socket", "echo.service"], check=False)
+        check(p.returncode == 0 and not p.stderr and not p.stdout,
+              f"verify of the installed units: {p.stdout}{p.stderr}")
+        return f"{online} online = offline; installed units verify clean"
+
+    def t_udp(self):
+        self.reset()
+        # as in the README
+        self.c.sh("mkdir -p /etc/systemd/system/echo.socket.d && "
+                  "cp /usr/share/doc/echod/examples/echo-udp.conf "
+                  "/etc/systemd/system/echo.socket.d/udp.conf && "
+                  "systemctl daemon-reload && systemctl restart echo.socket", timeout=60)
+        listen = self.c.show("echo.socket", "Listen")
+        check(f"[::]:{PORT} (Datagram)" in listen, f"Listen={listen}")
+        for host in ("127.0.0.1", "::1"):
+            with socket.socket(family(host), socket.SOCK_DGRAM) as s:
+                s.settimeout(5)
+                payload = os.urandom(1200)
+                s.sendto(payload, (host, PORT))
+                try:
+                    back, _ = s.recvfrom(65536)
+                except socket.timeout:
+                    raise Failed(f"no UDP echo from {host} in 5 s")
+                check(back == payload, f"UDP {host}: {len(back)} bytes back, different")
+        # a privileged source port gets nothing back
+        for port in range(1023, 900, -1):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                s.close()
+        with s:
+            s.settimeout(1.5)
+            s.sendto(b"loop?", ("127.0.0.1", PORT))
+            try:
+                back = s.recv(65536)
+                raise Failed(f"answered a datagram from port {port}: {back!r}")
+            except socket.timeout:
+                pass
+        text, m = wait_for("StatusText with 2 datagrams echoed, 1 dropped",
+                           lambda: (lambda t, m: (t, m) if m and m.group(5) and
+                                    int(m.group(5)) >= 2 and int(m.group(6)) >= 1 else None)(
+                               *self.status()), 5)
+        return f"source port {port} ignored; {text!r}"
+
+    def t_remove(self):
+        self.c.run(["apt-get", "remove", "-y", "echod"], timeout=120)
+        for unit in ("echo.socket", "echo.service"):
+            state = self.c.run(["systemctl", "is-active", unit], check=False).stdout.strip()
+            check(state == "inactive", f"{unit} is {state} after removal")
+            failed = self.c.run(["systemctl", "is-failed", unit], check=False).stdout.strip()
+            check(failed != "failed", f"{unit} failed")
+        for host in ("127.0.0.1", "::1"):
+            try:
+                socket.create_connection((host, PORT), timeout=2).close()
+                raise Failed(f"port {PORT} still open on {host}")
+            except ConnectionRefusedError:
+                pass
+        p = self.c.sh("pgrep -x echod; ls /usr/sbin/echod /lib/systemd/system/echo.socket "
+                      "/lib/systemd/system/echo.service 2>/dev/null; "
+                      "systemctl list-units --all --no-legend 'echo.*'", check=False)
+        check(not p.stdout.strip(), f"left behind: {p.stdout.strip()}")
+        st = self.c.run(["dpkg-query", "-W", "-f", "${db:Status-Status}", "echod"],
+                        check=False).stdout.strip()
+        check(st in ("not-installed", "config-files", ""), f"dpkg status {st}")
+
+
+def main():
+    if os.geteuid() != 0:
+        skip_or_fail("needs root")
+    for tool in ("systemd-nspawn", "nsenter", "dpkg-buildpackage", "ss"):
+        if shutil.which(tool) is None:
+            skip_or_fail(f"{tool} not found")
+    with open("/proc/filesystems") as f:
+        if "overlay" not in f.read():
+            subprocess.run(["modprobe", "overlay"], capture_output=True)
+            with open("/proc/filesystems") as f2:
+                if "overlay" not in f2.read():
+                    skip_or_fail("no overlayfs")
+    if os.path.exists("/run/systemd/system"):
+        pass  # fine: the container has its own PID 1
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+        print(f"1..1\nnot ok 1 - something already listens on port {PORT}")
+        sys.exit(1)
+    except OSError:
+        pass
+
+    c = Container()
+    t = SystemTest(c)
+    # (description, function, later checks need it)
+    steps = [
+        ("packaging/build-deb builds the .deb", t.t_build, True),
+        ("systemd boots in systemd-nspawn", t.t_boot, True),
+        ("apt-get install ./echod_*.deb", t.t_install, True),
+        ("echo.socket enabled and listening on port 7 (IPv4+IPv6, one socket) after install, "
+         "echo.service not started", t.t_socket_after_install, False),
+        ("TCP echo on 127.0.0.1:7 and [::1]:7; echo.service started by the first connection",
+         t.t_tcp_echo, False),
+        ("echo.service runs as a dynamic user", t.t_dynamic_user, False),
+        ("systemctl show -p StatusText echo.service shows live counts", t.t_status, False),
+        ("journalctl -u echo.service: ready line (notice), one info line per connection",
+         t.t_journal, False),
+        ("systemctl stop echo.service with 20 clients mid-stream: every byte back, inactive "
+         "(not failed), cgroup empty", t.t_stop_draining, False),
+        ("the stop is logged: 20 connections ended: stop", t.t_stop_logged, False),
+        ("systemctl restart echo.service under a connect loop: zero failed connections",
+         t.t_restart, False),
+        ("a SIGSTOPped main process is restarted by the watchdog", t.t_watchdog, False),
+        ("systemd-analyze security echo.service inside equals the offline figure",
+         t.t_security, False),
+        ("UDP drop-in: datagrams echoed, privileged source port ignored", t.t_udp, False),
+        ("apt-get remove echod stops and removes it cleanly", t.t_remove, False),
+    ]
+    print(f"1..{len(steps)}")
+    sys.stdout.flush()
+    n_failed = 0
+    blocked = None
+    try:
+        c.mount()
+        for i, (name, fn, needed) in enumerate(steps, 1):
+            if blocked:
+                print(f"not ok {i} - {name}\n# not run: {blocked}")
+                n_failed += 1
+                continue
+            start = time.monotonic()
+            try:
+                note = fn()
+                print(f"ok {i} - {name} ({time.monotonic() - start:.1f} s)"
+                      + (f"\n# {note}" if note else ""))
+            except (Failed, OSError, subprocess.SubprocessError, ValueError, KeyError,
+                    AttributeError) as e:
+                n_failed += 1
+                print(f"not ok {i} - {name}")
+                for line in f"{type(e).__name__}: {e}".splitlines():
+                    print(f"# {line}")
+                if needed:
+                    blocked = f"{name} failed"
+                if c.init_pid:
+                    p = c.run(["journalctl", "-u", "echo.service", "-u", "echo.socket", "-n", "15",
+                               "--no-pager"], check=False)
+                    for line in p.stdout.splitlines():
+                        print(f"#   {line}")
+            sys.stdout.flush()
+    finally:
+        c.teardown()
+    sys.exit(1 if n_failed else 0)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the teardown on a timeout
+    main()

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Builds the .deb and the .rpm with packaging/build-deb and packaging/build-rpm from the
+source tree, then: lintian shows no error or warning, rpmlint no error, and both packages
+install the same files with the same modes (the distributions' own documentation metadata,
+/usr/share/doc/echod/{copyright,changelog.gz} on Debian, is listed, not compared).
+
+usage: test_packages.py SOURCE_ROOT BUILD_ROOT"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+source_root = sys.argv[1]
+required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
+DEBIAN_ONLY = {"/usr/share/doc/echod/copyright", "/usr/share/doc/echod/changelog.gz"}
+
+tools = ["dpkg-buildpackage", "dh", "lintian", "rpmbuild", "rpmlint", "rpm", "dpkg-deb"]
+missing = [t for t in tools if shutil.which(t) is None]
+if missing:
+    if required:
+        print("1..1\nnot ok 1 - packaging tools missing: " + " ".join(missing))
+        sys.exit(1)
+    print("1..0 # SKIP packaging tools missing: " + " ".join(missing))
+    sys.exit(0)
+
+n_failed = 0
+n_test = 0
+
+
+def report(ok, name, diag=""):
+    global n_failed, n_test
+    n_test += 1
+    if not ok:
+        n_failed += 1
+    print(f"{'ok' if ok else 'not ok'} {n_test} - {name}")
+    for line in diag.splitlines():
+        print(f"# {line}")
+    sys.stdout.flush()
+
+
+def run(argv, timeout=600, env=None):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tail(text, n=30):
+    return "\n".join(text.splitlines()[-n:])
+
+
+def deb_files(deb):
+    """{path: mode string} of the regular files and symlinks in a .deb"""
+    files = {}
+    for line in run(["dpkg-deb", "-c", deb]).stdout.splitlines():
+        fields = line.split(None, 5)
+        mode, path = fields[0], fields[5].split(" -> ")[0]
+        if mode.startswith("d"):
+            continue
+        files["/" + path.lstrip("./")] = mode
+    return files
+
+
+def rpm_files(rpm):
+    files = {}
+    p = run(["rpm", "-qp", "--qf", "[%{FILEMODES:perms} %{FILENAMES}\n]", rpm])
+    for line in p.stdout.splitlines():
+        mode, path = line.split(" ", 1)
+        if mode.startswith("d"):
+            continue
+        files[path] = mode
+    return files
+
+
+print("1..6")
+
+with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
+    # The packages' own test runs are not the point here (CI runs the suites on the tree).
+    env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck")
+    p = run([os.path.join(source_root, "packaging", "build-deb"), os.path.join(tmp, "deb")],
+            env=env)
+    debs = [f for f in (p.stdout.split()) if re.search(r"/echod_[^/]*\.deb$", f)]
+    report(p.returncode == 0 and len(debs) == 1, "packaging/build-deb builds echod_*.deb",
+           "" if p.returncode == 0 and len(debs) == 1 else tail(p.stdout + p.stderr))
+
+    p = run([os.path.join(source_root, "packaging", "build-rpm"), os.path.join(tmp, "rpm"),
+             "--nocheck"])
+    rpms = [f for f in p.stdout.split() if re.search(r"/echod-[^/]*\.rpm$", f)
+            and "debug" not in os.path.basename(f)]
+    report(p.returncode == 0 and len(rpms) == 1, "packaging/build-rpm builds echod-*.rpm",
+           "" if p.returncode == 0 and len(rpms) == 1 else tail(p.stdout + p.stderr))
+
+    if debs:
+        p = run(["lintian", "--fail-on", "error,warning", "--display-info", debs[0]])
+        bad = [l for l in p.stdout.splitlines() if re.match(r"[EW]: ", l)]
+        report(p.returncode == 0 and not bad, "lintian: no error, no warning",
+               p.stdout + p.stderr)
+    else:
+        report(False, "lintian: no error, no warning", "no .deb")
+
+    if rpms:
+        rpm_dir = os.path.join(source_root, "packaging", "rpm")
+        p = run(["rpmlint", "-c", os.path.join(rpm_dir, "rpmlint.toml"),
+                 "-r", os.path.join(rpm_dir, "echod.rpmlintrc"), rpms[0]])
+        m = re.search(r"(\d+) errors?, (\d+) warnings?", p.stdout)
+        report(m is not None and m.group(1) == "0", "rpmlint: no error", p.stdout + p.stderr)
+    else:
+        report(False, "rpmlint: no error", "no .rpm")
+
+    d = deb_files(debs[0]) if debs else {}
+    r = rpm_files(rpms[0]) if rpms else {}
+    compared = {k: v for k, v in d.items() if k not in DEBIAN_ONLY}
+    only_deb = sorted(set(compared) - set(r))
+    only_rpm = sorted(set(r) - set(compared))
+    report(d and r and not only_deb and not only_rpm,
+           f"the .deb and the .rpm install the same {len(r)} files",
+           "\n".join([f"only in .deb: {f}" for f in only_deb] +
+                     [f"only in .rpm: {f}" for f in only_rpm] +
+                     [f"files: {' '.join(sorted(r))}",
+                      f"Debian metadata, not compared: {' '.join(sorted(DEBIAN_ONLY & set(d)))}"]))
+    modes = sorted(f"{f}: deb {compared[f]} rpm {r[f]}" for f in set(compared) & set(r)
+                   if compared[f] != r[f])
+    report(d and r and not modes, "with the same modes", "\n".join(modes))
+
+sys.exit(1 if n_failed else 0)

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""The unit files as built: `systemd-analyze verify` says nothing (it exits 0 even on unknown
+keys, so any output is a failure) and `systemd-analyze security --offline=yes` scores the
+service at 0.2 or better. Needs systemd-analyze, no root and no running systemd.
+
+usage: test_units.py BUILT_SOCKET BUILT_SERVICE ECHOD_BINARY MAN_PAGE"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+MAX_EXPOSURE = 0.2
+EXPOSURE_RE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+)")
+
+socket_unit, service_unit, echod, man_page = sys.argv[1:5]
+units_src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "units")
+
+analyze = shutil.which("systemd-analyze")
+if analyze is None:
+    print("1..0 # SKIP systemd-analyze not found")
+    sys.exit(0)
+
+n_failed = 0
+n_test = 0
+
+
+def report(ok, name, diag=""):
+    global n_failed, n_test
+    n_test += 1
+    if not ok:
+        n_failed += 1
+    print(f"{'ok' if ok else 'not ok'} {n_test} - {name}")
+    for line in diag.splitlines() if not ok else []:
+        print(f"# {line}")
+    sys.stdout.flush()
+
+
+def run(argv, env=None):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def exposure(argv):
+    p = run(argv)
+    m = EXPOSURE_RE.search(p.stdout)
+    return p, (float(m.group(2)) if m else None)
+
+
+print("1..5")
+
+with tempfile.TemporaryDirectory(prefix="echod-units-") as tmp:
+    # A copy whose ExecStart= names the binary just built (verify checks that it is
+    # executable) and a MANPATH holding echod(8) (verify runs `man` on Documentation=).
+    for src in (socket_unit, service_unit):
+        with open(src) as f:
+            text = f.read()
+        text = re.sub(r"^ExecStart=\S*/echod", "ExecStart=" + os.path.abspath(echod), text,
+                      flags=re.M)
+        with open(os.path.join(tmp, os.path.basename(src)), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(tmp, "man", "man8"))
+    shutil.copy(man_page, os.path.join(tmp, "man", "man8", "echod.8"))
+    env = dict(os.environ, MANPATH=os.path.join(tmp, "man"), SYSTEMD_LOG_LEVEL="info")
+    man_opt = []
+    if shutil.which("man") is None:
+        man_opt = ["--man=no"]
+    units = [os.path.join(tmp, "echo.socket"), os.path.join(tmp, "echo.service")]
+
+    p = run([analyze, "verify", *man_opt, *units], env=env)
+    report(p.returncode == 0 and not p.stderr and not p.stdout,
+           "systemd-analyze verify echo.socket echo.service prints nothing",
+           f"exit {p.returncode}\n{p.stdout}{p.stderr}" + ("(man not found: --man=no)" if man_opt else ""))
+
+    # The UDP drop-in, as documented: echo.socket.d/ beside the unit.
+    dropin_dir = os.path.join(tmp, "echo.socket.d")
+    os.makedirs(dropin_dir)
+    shutil.copy(os.path.join(units_src, "echo-udp.conf"), os.path.join(dropin_dir, "udp.conf"))
+    p = run([analyze, "verify", *man_opt, *units], env=env)
+    report(p.returncode == 0 and not p.stderr and not p.stdout,
+           "systemd-analyze verify with the UDP drop-in prints nothing",
+           f"exit {p.returncode}\n{p.stdout}{p.stderr}")
+
+p, built = exposure([analyze, "security", "--offline=yes", service_unit])
+report(built is not None and built <= MAX_EXPOSURE and not p.stderr,
+       f"built echo.service: exposure {built} <= {MAX_EXPOSURE}",
+       "" if built is not None and built <= MAX_EXPOSURE and not p.stderr
+       else p.stdout + p.stderr)
+
+p, source = exposure([analyze, "security", "--offline=yes",
+                      os.path.join(units_src, "echo.service")])
+report(source == built, f"units/echo.service scores the same as the built unit ({source})",
+       p.stderr)
+
+p = run([analyze, "security", "--offline=yes", f"--threshold={round(MAX_EXPOSURE * 10)}",
+         service_unit])
+report(p.returncode == 0, f"systemd-analyze security --threshold={round(MAX_EXPOSURE * 10)} passes",
+       f"exit {p.returncode}\n{p.stderr}")
+
+sys.exit(1 if n_failed else 0)
