@@ -16,7 +16,7 @@
 
 #include "options.h"
 
-#define MAX_ARGS 80
+#define MAX_ARGS 160
 
 static unsigned n_test;
 static unsigned n_failed;
