@@ -1,50 +1,80 @@
-/* The echo loop of one stream connection. Bytes move socket -> pipe -> socket with splice(2)
- * so they never enter user space; sockets that cannot splice fall back to read/write
- * through a small buffer. The loop only waits (ppoll) when neither direction moved. */
+/* The echo loop of one stream connection. Small exchanges are copied through a 4 KiB
+ * buffer on the stack: one read, one write, nothing to set up. Once a read fills that
+ * buffer the peer is streaming, and bytes then move socket -> pipe -> socket with
+ * splice(2), never entering user space. The loop only waits (ppoll) when neither
+ * direction moved. */
 #include "echo.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 
 /* At most this much is read ahead of what the peer has taken back: a client that never
  * reads stops being read from, and its bytes wait in the kernel's buffers instead. */
-#define ECHO_WINDOW      (64u * 1024u)
-#define COPY_BUFFER_SIZE (16u * 1024u)
+#define SPLICE_WINDOW (64u * 1024u)
+#define COPY_SIZE     4096u
 
 struct echo {
         int conn_fd;
-        int pipe_fd[2]; /* -1 when copying through buf instead */
-        char *buf;      /* only in copy mode */
-        size_t buf_start, buf_end;
+        int pipe_fd[2]; /* splice mode when >= 0 */
+        bool streaming; /* a read filled the copy buffer: splice once it is empty */
+        bool splice_failed;
+        char *buf; /* copy mode: buf[start..end) is pending */
+        size_t start, end;
         size_t pending;   /* read, not yet written back */
         size_t read_left; /* how much more may be read: all, until a stop */
         bool eof;
 };
 
+static size_t echo_window(const struct echo *e) {
+        return e->pipe_fd[0] >= 0 ? SPLICE_WINDOW : COPY_SIZE;
+}
+
+static void splice_begin(struct echo *e) {
+        if (pipe2(e->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+                e->pipe_fd[0] = e->pipe_fd[1] = -1; /* out of fds or pipe buffers: keep copying */
+                e->splice_failed = true;
+        }
+}
+
+static void splice_end(struct echo *e) {
+        if (e->pipe_fd[0] < 0)
+                return;
+        close(e->pipe_fd[0]);
+        close(e->pipe_fd[1]);
+        e->pipe_fd[0] = e->pipe_fd[1] = -1;
+}
+
 /* Returns bytes moved in, 0 at EOF, or -errno (-EAGAIN when nothing is there). */
 static ssize_t echo_fill(struct echo *e) {
-        size_t room = ECHO_WINDOW - e->pending;
+        size_t room = echo_window(e) - e->pending;
         ssize_t n;
 
-        if (e->pipe_fd[1] >= 0)
-                n = splice(e->conn_fd, NULL, e->pipe_fd[1], NULL, room < e->read_left ? room : e->read_left,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        else {
-                if (e->buf_start == e->buf_end)
-                        e->buf_start = e->buf_end = 0;
-                room = COPY_BUFFER_SIZE - e->buf_end;
-                n = read(e->conn_fd, e->buf + e->buf_end, room < e->read_left ? room : e->read_left);
-                if (n > 0)
-                        e->buf_end += (size_t)n;
+        if (room > e->read_left)
+                room = e->read_left;
+        if (e->pipe_fd[1] >= 0) {
+                n = splice(e->conn_fd, NULL, e->pipe_fd[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (n < 0 && errno == EINVAL && e->pending == 0) {
+                        /* This socket cannot splice: copy, from now on. */
+                        splice_end(e);
+                        e->splice_failed = true;
+                        return echo_fill(e);
+                }
+        } else {
+                if (e->start == e->end)
+                        e->start = e->end = 0;
+                room = COPY_SIZE - e->end < room ? COPY_SIZE - e->end : room;
+                n = read(e->conn_fd, e->buf + e->end, room);
+                if (n > 0) {
+                        e->end += (size_t)n;
+                        e->streaming = e->streaming || (size_t)n == COPY_SIZE;
+                }
         }
         if (n < 0)
                 return -errno;
@@ -60,16 +90,11 @@ static ssize_t echo_flush(struct echo *e) {
                 n = splice(e->pipe_fd[0], NULL, e->conn_fd, NULL, e->pending,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         else {
-                n = send(e->conn_fd, e->buf + e->buf_start, e->buf_end - e->buf_start,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+                n = send(e->conn_fd, e->buf + e->start, e->end - e->start, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n > 0)
-                        e->buf_start += (size_t)n;
+                        e->start += (size_t)n;
         }
         return n < 0 ? -errno : n;
-}
-
-static size_t echo_window(const struct echo *e) {
-        return e->pipe_fd[0] >= 0 ? ECHO_WINDOW : COPY_BUFFER_SIZE;
 }
 
 static enum echo_end end_from_errno(int error, struct echo_result *ret) {
@@ -85,20 +110,11 @@ static bool echo_step(struct echo *e, struct echo_result *ret, enum echo_end *re
         bool progress = false;
         ssize_t n;
 
+        if (e->streaming && e->pending == 0 && e->pipe_fd[0] < 0 && !e->splice_failed)
+                splice_begin(e);
+
         if (!e->eof && e->pending < echo_window(e)) {
                 n = echo_fill(e);
-                if (n == -EINVAL && e->pipe_fd[0] >= 0 && e->pending == 0) {
-                        /* This socket type cannot splice: copy instead, from now on. */
-                        e->buf = malloc(COPY_BUFFER_SIZE);
-                        if (!e->buf) {
-                                *ret_end = end_from_errno(-ENOMEM, ret);
-                                return true;
-                        }
-                        close(e->pipe_fd[0]);
-                        close(e->pipe_fd[1]);
-                        e->pipe_fd[0] = e->pipe_fd[1] = -1;
-                        n = echo_fill(e);
-                }
                 if (n > 0) {
                         e->pending += (size_t)n;
                         e->eof = e->read_left == 0;
@@ -137,8 +153,8 @@ static int echo_wait(struct echo *e, const struct echo_config *config, uint64_t 
                 pfd.events |= POLLOUT;
         if (deadline > 0) {
                 uint64_t now = clock_now_usec(), left = deadline > now ? deadline - now : 0;
-                ts = (struct timespec){ .tv_sec = (time_t)(left / 1000000u),
-                                        .tv_nsec = (long)(left % 1000000u) * 1000 };
+                ts = (struct timespec){ .tv_sec = (time_t)(left / USEC_PER_SEC),
+                                        .tv_nsec = (long)(left % USEC_PER_SEC) * 1000 };
                 tsp = &ts;
         }
         if (ppoll(&pfd, 1, tsp, config->poll_mask) < 0)
@@ -156,7 +172,8 @@ static size_t queued_bytes(int conn_fd) {
 }
 
 void echo_stream(int conn_fd, const struct echo_config *config, struct echo_result *ret) {
-        struct echo e = { .conn_fd = conn_fd, .pipe_fd = { -1, -1 }, .read_left = SIZE_MAX };
+        char buf[COPY_SIZE];
+        struct echo e = { .conn_fd = conn_fd, .pipe_fd = { -1, -1 }, .buf = buf, .read_left = SIZE_MAX };
         enum echo_end end = _ECHO_END_MAX;
         bool stopping = false;
         uint64_t deadline = 0;
@@ -166,20 +183,11 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
         flags = fcntl(conn_fd, F_GETFL);
         if (flags >= 0 && !(flags & O_NONBLOCK))
                 (void)fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
-        if (pipe2(e.pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
-                /* out of fds or pipe buffers: copy through memory instead */
-                e.pipe_fd[0] = e.pipe_fd[1] = -1;
-                e.buf = malloc(COPY_BUFFER_SIZE);
-                if (!e.buf) {
-                        ret->end = end_from_errno(-ENOMEM, ret);
-                        return;
-                }
-        }
 
         for (;;) {
                 if (!stopping && config->stop && *config->stop) {
-                        /* Echo what has already arrived (our pipe and the kernel's queue),
-                         * then close; whatever comes later is not read. */
+                        /* Echo what has already arrived (our buffer and the kernel's
+                         * queue), then close; whatever comes later is not read. */
                         stopping = true;
                         e.read_left = queued_bytes(conn_fd);
                         e.eof = e.eof || e.read_left == 0;
@@ -208,11 +216,7 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
                 /* Our FIN goes after the echoed bytes; the peer may still be sending. */
                 (void)shutdown(conn_fd, SHUT_WR);
         }
-        if (e.pipe_fd[0] >= 0) {
-                close(e.pipe_fd[0]);
-                close(e.pipe_fd[1]);
-        }
-        free(e.buf);
+        splice_end(&e);
         ret->end = end;
 }
 

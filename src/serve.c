@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "lean.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
@@ -233,10 +234,13 @@ static void serve_stop(struct serve *s, uint64_t now) {
 }
 
 static void serve_signals(struct serve *s, uint64_t now) {
-        struct signalfd_siginfo si;
+        struct signalfd_siginfo si[16];
+        ssize_t n;
 
-        while (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                switch (si.ssi_signo) {
+        /* One read takes every pending signal (they coalesce: a handful at most). */
+        n = read(s->signal_fd, si, sizeof(si));
+        for (ssize_t i = 0; i < n / (ssize_t)sizeof(si[0]); i++) {
+                switch (si[i].ssi_signo) {
                 case SIGCHLD:
                         break; /* reaped below, whatever the signal */
                 case SIGTERM:
@@ -244,7 +248,7 @@ static void serve_signals(struct serve *s, uint64_t now) {
                         serve_stop(s, now);
                         break;
                 default:
-                        log_debug("Ignoring signal %s", strsignal((int)si.ssi_signo));
+                        log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
                 }
         }
         serve_reap(s);
@@ -381,6 +385,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         r = serve_setup(&s);
         if (r < 0)
                 goto finish;
+        log_debug("%d libraries left out of children", lean_setup());
         serve_ready(&s, now);
 
         while (!s.stopping || n_children(&s) > 0) {
