@@ -1,0 +1,656 @@
+"""Shared helpers of the black-box tests: TAP output, starting echod exactly as systemd does
+(listening sockets from fd 3, LISTEN_FDS, LISTEN_PID, a NOTIFY_SOCKET whose messages are
+collected with the sender's credentials) or standalone, clients with a timeout on every
+socket operation, and /proc inspection. Every process a test starts is killed and reaped by
+pid when the test ends, whatever happened."""
+
+import ctypes
+import errno
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+
+def _escape_valgrind():
+    """Under a test setup whose exe_wrapper is valgrind (without --trace-children), python
+    itself would be emulated: re-exec it natively once and wrap echod instead."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    if "vgpreload" in preload and os.environ.get("ECHOD_TEST_REEXEC") != "1":
+        env = dict(os.environ)
+        env["ECHOD_TEST_REEXEC"] = "1"
+        env["ECHOD_TEST_VALGRIND"] = "1"
+        kept = [p for p in re.split(r"[: ]", preload) if p and "vgpreload" not in p]
+        if kept:
+            env["LD_PRELOAD"] = ":".join(kept)
+        else:
+            env.pop("LD_PRELOAD", None)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+_escape_valgrind()
+
+VALGRIND = os.environ.get("ECHOD_TEST_VALGRIND") == "1"
+# Already emulated (valgrind --trace-children=yes around python): echod will be too.
+_UNDER_VALGRIND = "vgpreload" in os.environ.get("LD_PRELOAD", "")
+# Time scale for waits that depend on the daemon's speed (never for bounds the contract sets).
+SLOW = 10.0 if VALGRIND else 1.0
+
+LINE_RE = re.compile(
+    r"connection from (\S+) port (\d+) \(pid (\d+)\) ended: (eof|idle|reset|stop|error)[^,]*, "
+    r"(\d+) bytes echoed in ([0-9.]+) s")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; becomes `ok N - name # SKIP reason`."""
+
+
+class Tap:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, desc, diag=None):
+        self.n += 1
+        desc = desc.replace("\n", " ").replace("#", "No.")
+        if cond:
+            print(f"ok {self.n} - {desc}", flush=True)
+        else:
+            self.failed += 1
+            print(f"not ok {self.n} - {desc}", flush=True)
+            if diag:
+                self.diag(diag)
+        return bool(cond)
+
+    def skip(self, desc, reason):
+        self.n += 1
+        print(f"ok {self.n} - {desc} # SKIP {reason}", flush=True)
+
+    @staticmethod
+    def diag(text):
+        for line in str(text).splitlines()[-40:]:
+            print(f"# {line}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc
+
+
+def proc_stat(pid):
+    """(state, ppid, utime+stime in seconds) of pid, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = data[data.rfind(")") + 2:].split()
+    state, ppid = rest[0], int(rest[1])
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(rest[11]) + int(rest[12])) / ticks
+    return state, ppid, cpu
+
+
+def children_of(pid):
+    """[(child_pid, state)] for every process whose parent is pid."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = proc_stat(int(name))
+        if st and st[1] == pid:
+            out.append((int(name), st[0]))
+    return out
+
+
+def fd_targets(pid):
+    """{fd: readlink target} of pid."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return out
+    for name in names:
+        try:
+            out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def socket_inode(sock):
+    return os.fstat(sock.fileno()).st_ino
+
+
+def alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def wait_until(pred, timeout, step=0.02):
+    """Polls pred() until true or timeout; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(step)
+
+
+# ---------------------------------------------------------------------------------------------
+# sockets
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def listen_socket(family=socket.AF_INET, host="127.0.0.1", port=0, backlog=128, path=None):
+    """A listening stream socket as a socket unit would make it (blocking)."""
+    if path:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+    else:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+    s.listen(backlog)
+    return s
+
+
+def connect(addr, timeout=5.0, family=None):
+    if family is None:
+        family = socket.AF_UNIX if isinstance(addr, str) else (
+            socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(addr)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def recv_exact(s, n, timeout=5.0):
+    """Reads exactly n bytes or raises (timeout, EOF)."""
+    s.settimeout(timeout)
+    chunks, got = [], 0
+    deadline = time.monotonic() + timeout
+    while got < n:
+        s.settimeout(max(0.001, deadline - time.monotonic()))
+        b = s.recv(min(n - got, 1 << 20))
+        if not b:
+            raise EOFError(f"EOF after {got} of {n} bytes")
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def recv_to_eof(s, timeout=5.0, limit=1 << 30):
+    """Reads until EOF (returns the bytes) or raises on timeout. A reset after data ends the
+    read too: returns what came and sets nothing else (callers check the bytes)."""
+    chunks, got = [], 0
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"no EOF after {got} bytes")
+        s.settimeout(left)
+        try:
+            b = s.recv(1 << 20)
+        except ConnectionResetError:
+            return b"".join(chunks)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+        got += len(b)
+        if got > limit:
+            return b"".join(chunks)
+
+
+def roundtrip(addr, data, timeout=5.0):
+    """Connect, send data, half-close, read to EOF: the echoed bytes."""
+    with connect(addr, timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return recv_to_eof(s, timeout)
+
+
+def is_refused_or_closed(s, timeout=2.0):
+    """True if the peer closes (EOF/reset) within timeout without sending data."""
+    try:
+        s.settimeout(timeout)
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def stream_bytes(offset, n):
+    """Deterministic test data: a non-periodic pseudo-random byte stream."""
+    out = bytearray(n)
+    x = (offset * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
+    for i in range(n):
+        x ^= (x << 13) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 7
+        x ^= (x << 17) & 0xFFFFFFFFFFFFFFFF
+        out[i] = x & 0xFF
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# sd_notify
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket like PID 1's notify socket: every message is kept with the
+    sender's pid from SCM_CREDENTIALS."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="echod-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.messages = []  # (monotonic time, pid, uid, text)
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        cred_size = struct.calcsize("3i")
+        while not self.closed:
+            r, _, _ = select.select([self.sock], [], [], 0.1)
+            if not r:
+                continue
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(cred_size))
+            except OSError:
+                continue
+            pid = uid = -1
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                    pid, uid, _gid = struct.unpack("3i", cdata[:cred_size])
+            with self.cond:
+                self.messages.append((time.monotonic(), pid, uid, data.decode("utf-8", "replace")))
+                self.cond.notify_all()
+
+    def wait_for(self, pred, timeout):
+        """Waits for a message m (tuple) with pred(m); returns it or None."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for m in self.messages:
+                    if pred(m):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def snapshot(self):
+        with self.cond:
+            return list(self.messages)
+
+    def close(self):
+        self.closed = True
+        self.thread.join(2)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+def fields(text):
+    """'READY=1\\nSTATUS=x' -> {'READY': '1', 'STATUS': 'x'}"""
+    out = {}
+    for line in text.split("\n"):
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the daemon
+
+
+class ExecFailed(Exception):
+    pass
+
+
+_registry = []
+
+
+class Daemon:
+    """One echod process. sockets are put on fd 3, 4, ... with LISTEN_FDS/LISTEN_PID set to
+    the pid that execs echod (unless listen_pid overrides it). notify: create a NOTIFY_SOCKET.
+    journal: stderr is a pipe and JOURNAL_STREAM names it, like journald's stream."""
+
+    def __init__(self, exe, args=(), sockets=(), notify=True, env=None, user=None,
+                 rlimits=None, journal=False, listen_pid=None, extra_fds=None, wrap=True):
+        self.exe = exe
+        self.args = list(args)
+        self.sockets = list(sockets)
+        self.extra_fds = extra_fds  # {target_fd: fd} instead of sockets
+        self.env_extra = env or {}
+        self.user = user
+        self.rlimits = rlimits or {}
+        self.journal = journal
+        self.listen_pid = listen_pid
+        self.notify = NotifySocket() if notify else None
+        self.pid = None
+        self.status = None
+        self.err = bytearray()
+        self.err_cond = threading.Condition()
+        self.err_thread = None
+        self.vg_dir = None
+        self.wrap = wrap and VALGRIND and not _UNDER_VALGRIND
+        self.known_children = set()
+        _registry.append(self)
+
+    def argv(self):
+        base = [self.exe] + self.args
+        if not self.wrap:
+            return base
+        self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
+        os.chmod(self.vg_dir, 0o777)
+        return ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+                "--track-origins=yes", "--child-silent-after-fork=no",
+                f"--log-file={self.vg_dir}/vg.%p.log"] + base
+
+    def start(self):
+        argv = self.argv()
+        exe_path = argv[0]
+        if self.wrap:
+            exe_path = next((os.path.join(d, "valgrind") for d in os.environ["PATH"].split(":")
+                             if os.access(os.path.join(d, "valgrind"), os.X_OK)), "valgrind")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+                            "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "ECHOD_TEST_REEXEC")}
+        if self.notify:
+            env["NOTIFY_SOCKET"] = self.notify.path
+        err_r, err_w = os.pipe()
+        if self.journal:
+            st = os.fstat(err_w)
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        env.update({k: v for k, v in self.env_extra.items() if v is not None})
+        for k, v in self.env_extra.items():
+            if v is None:
+                env.pop(k, None)
+        fd_map = dict(self.extra_fds) if self.extra_fds else {
+            3 + i: s.fileno() for i, s in enumerate(self.sockets)}
+        exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(err_r)
+                os.close(exec_r)
+                report = fcntl_dupfd_cloexec(exec_w, 900)
+                # move the fds to pass out of the way, then into place
+                high = {t: fcntl_dupfd_cloexec(f, 700 + i) for i, (t, f) in enumerate(fd_map.items())}
+                err_high = fcntl_dupfd_cloexec(err_w, 800)
+                null = os.open("/dev/null", os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(err_high, 2)
+                for t, f in high.items():
+                    os.dup2(f, t)  # dup2 clears FD_CLOEXEC: inherited by echod
+                keep_top = 3 + len(high) if high else 3
+                if high:
+                    keep_top = max(high) + 1
+                os.closerange(keep_top, report)
+                os.closerange(report + 1, 65536)
+                if fd_map:
+                    env["LISTEN_FDS"] = str(len(fd_map))
+                    env["LISTEN_PID"] = str(self.listen_pid if self.listen_pid is not None else os.getpid())
+                for res, val in self.rlimits.items():
+                    resource.setrlimit(res, val)
+                if self.user is not None:
+                    os.setgroups([])
+                    os.setgid(self.user[1])
+                    os.setuid(self.user[0])
+                os.execve(exe_path, argv, env)
+            except BaseException as e:  # noqa: B902 - report anything, never return
+                try:
+                    os.write(report, f"{type(e).__name__}: {e}".encode())
+                finally:
+                    os._exit(127)
+        self.pid = pid
+        os.close(err_w)
+        os.close(exec_w)
+        msg = b""
+        while True:
+            b = os.read(exec_r, 4096)
+            if not b:
+                break
+            msg += b
+        os.close(exec_r)
+        self.err_thread = threading.Thread(target=self._read_err, args=(err_r,), daemon=True)
+        self.err_thread.start()
+        if msg:
+            self.wait(5)
+            raise ExecFailed(msg.decode())
+        return self
+
+    def _read_err(self, fd):
+        while True:
+            try:
+                b = os.read(fd, 65536)
+            except OSError:
+                b = b""
+            with self.err_cond:
+                if not b:
+                    self.err_eof = True
+                    self.err_cond.notify_all()
+                    break
+                self.err += b
+                self.err_cond.notify_all()
+        os.close(fd)
+
+    # -- output ---------------------------------------------------------------------------
+
+    def stderr_text(self):
+        with self.err_cond:
+            return self.err.decode("utf-8", "replace")
+
+    def lines(self):
+        return [ln for ln in self.stderr_text().split("\n") if ln]
+
+    def wait_line(self, regex, timeout, count=1):
+        """Waits until count lines match regex; returns the match objects (maybe fewer)."""
+        rx = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        with self.err_cond:
+            while True:
+                text = self.err.decode("utf-8", "replace")
+                found = [m for m in (rx.search(ln) for ln in text.split("\n")) if m]
+                left = deadline - time.monotonic()
+                if len(found) >= count or left <= 0 or getattr(self, "err_eof", False):
+                    return found
+                self.err_cond.wait(left)
+
+    def wait_ready(self, timeout=None):
+        """READY=1 on the notify socket (or the ready: line without one)."""
+        timeout = timeout or 10 * SLOW
+        if self.notify:
+            m = self.notify.wait_for(lambda m: "READY=1" in m[3].split("\n"), timeout)
+            if not m:
+                raise AssertionError(f"no READY=1 within {timeout} s; status {self.poll()}; "
+                                     f"stderr: {self.stderr_text()[-2000:]}")
+            return m
+        if not self.wait_line(r"ready: ", timeout):
+            raise AssertionError(f"no ready line within {timeout} s; stderr: {self.stderr_text()[-2000:]}")
+        return None
+
+    # -- process --------------------------------------------------------------------------
+
+    def poll(self):
+        """Exit status (as from os.waitstatus_to_exitcode) if it has ended, else None."""
+        if self.status is None and self.pid:
+            p, st = os.waitpid(self.pid, os.WNOHANG)
+            if p == self.pid:
+                self.status = os.waitstatus_to_exitcode(st)
+        return self.status
+
+    def wait(self, timeout):
+        """Waits for the exit (and for its stderr to be read to the end, if nothing else
+        holds the pipe); returns the status or None."""
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+        if self.err_thread:
+            self.err_thread.join(min(2.0, max(0.2, deadline - time.monotonic())))
+        return self.status
+
+    def children(self):
+        if not self.pid or self.status is not None:
+            return []
+        kids = children_of(self.pid)
+        self.known_children.update(p for p, _ in kids)
+        return kids
+
+    def send_signal(self, sig):
+        if self.pid and self.status is None:
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        self.children()
+        self.send_signal(sig)
+        return self.wait(timeout or 15 * SLOW)
+
+    def cleanup(self):
+        """Kills (by pid) and reaps the daemon and every child it had; returns a list of
+        problems found: sanitizer or valgrind reports."""
+        problems = []
+        if self.pid and self.status is None:
+            for p, _ in self.children():
+                _kill(p)
+            _kill(self.pid)
+            self.wait(10)
+            if self.status is None:
+                problems.append(f"pid {self.pid} could not be reaped")
+        for p in self.known_children:
+            _kill(p)  # a leftover child of a dead daemon: gone already, or ours (subreaper)
+        if self.err_thread:
+            self.err_thread.join(2)
+        text = self.stderr_text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "Sanitizer:DEADLYSIGNAL"):
+            if marker in text:
+                i = text.index(marker)
+                problems.append(f"sanitizer report in stderr: {text[max(0, i - 200):i + 1500]}")
+                break
+        if self.vg_dir:
+            for name in sorted(os.listdir(self.vg_dir)):
+                path = os.path.join(self.vg_dir, name)
+                with open(path, errors="replace") as f:
+                    body = f.read()
+                if body.strip():
+                    problems.append(f"valgrind ({name}): {body[:3000]}")
+                os.unlink(path)
+            os.rmdir(self.vg_dir)
+            self.vg_dir = None
+        if self.notify:
+            self.notify.close()
+        return problems
+
+
+def fcntl_dupfd_cloexec(fd, at_least):
+    import fcntl
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, at_least)
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # not ours: its parent reaps it
+
+
+def reap_orphans():
+    """Reaps any process re-parented to us (we are a subreaper): returns their pids."""
+    out = []
+    while True:
+        try:
+            p, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if p == 0:
+            break
+        out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# running a test file
+
+
+def run(tests):
+    """Runs each test function fn(t, exe) and prints TAP. A test that raises is `not ok`;
+    afterwards every daemon it started is killed and reaped and checked for sanitizer or
+    valgrind reports, and no process of ours may be left."""
+    t = Tap()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        t.diag("cannot become a child subreaper: orphans of echod go to pid 1")
+    exe = sys.argv[1] if len(sys.argv) > 1 else ""
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        t.ok(False, f"the echod binary under test exists and is executable ({exe!r})")
+        print(f"1..{t.n}")
+        return
+    exe = os.path.abspath(exe)
+    only = os.environ.get("ECHOD_TEST_ONLY")
+    for fn in tests:
+        name = fn.__name__
+        if only and not re.search(only, name):
+            continue
+        del _registry[:]
+        try:
+            fn(t, exe)
+        except Skip as e:
+            t.skip(name, str(e))
+        except Exception:  # any failure inside a test is a not ok, never a crash
+            t.ok(False, f"{name}: raised", traceback.format_exc())
+        finally:
+            for d in _registry:
+                for p in d.cleanup():
+                    t.ok(False, f"{name}: clean run of echod pid {d.pid}", p)
+            left = reap_orphans()
+            if left:
+                t.ok(False, f"{name}: no process left behind", f"reaped orphans {left}")
+    print(f"1..{t.n}", flush=True)
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root (to run echod as another user / raise limits)")
+
+
+def no_valgrind(why):
+    if VALGRIND:
+        raise Skip(f"not meaningful under valgrind: {why}")
