@@ -128,6 +128,33 @@ def fd_targets(pid):
     return out
 
 
+def steal_fd(pid, fd):
+    """A duplicate of another process's fd (pidfd_getfd; needs ptrace rights), or None."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        syscall = _libc.syscall
+        syscall.restype = ctypes.c_long
+        r = syscall(ctypes.c_long(438), ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0))
+        return int(r) if r >= 0 else None
+    finally:
+        os.close(pidfd)
+
+
+def socket_of(pid, fd):
+    """A socket object for another process's socket fd (a duplicate), or None."""
+    dup = steal_fd(pid, fd)
+    if dup is None:
+        return None
+    try:
+        return socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return None
+
+
 def socket_inode(sock):
     return os.fstat(sock.fileno()).st_ino
 
@@ -506,7 +533,11 @@ class Daemon:
     def poll(self):
         """Exit status (as from os.waitstatus_to_exitcode) if it has ended, else None."""
         if self.status is None and self.pid:
-            p, st = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                p, st = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: status unknown
+                self.status = -999
+                return self.status
             if p == self.pid:
                 self.status = os.waitstatus_to_exitcode(st)
         return self.status
@@ -546,7 +577,10 @@ class Daemon:
         if self.pid and self.status is None:
             for p, _ in self.children():
                 _kill(p)
-            _kill(self.pid)
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.wait(10)
             if self.status is None:
                 problems.append(f"pid {self.pid} could not be reaped")

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Echo over every kind of stream socket echod serves: passed by systemd on fd 3 (TCP v4/v6,
+AF_UNIX, several at once, an Accept=yes connection) and standalone --listen (v4, [::1],
+dual-stack, AF_UNIX path); byte-exact binary data; TCP_NODELAY; the child's descriptor
+table holds nothing but its connection."""
+
+import hashlib
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from echodtest import (Daemon, SLOW, Skip, VALGRIND, connect, fd_targets, free_port,  # noqa: E402
+                       listen_socket, recv_exact, recv_to_eof, roundtrip, run, socket_inode,
+                       socket_of, wait_until)
+
+ALL_BYTES = bytes(range(256))
+
+
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def check_echo(t, addr, what):
+    """The basic echo checks against one address."""
+    got = roundtrip(addr, ALL_BYTES * 4, timeout=10 * SLOW)
+    t.ok(got == ALL_BYTES * 4, f"{what}: all 256 byte values, 4 times, come back exactly",
+         f"got {len(got)} bytes")
+    with connect(addr, 5 * SLOW) as s:
+        s.sendall(b"no newline")
+        try:
+            got = recv_exact(s, 10, 3 * SLOW)
+        except (OSError, EOFError) as e:
+            got = repr(e).encode()
+        t.ok(got == b"no newline", f"{what}: 'no newline' (no trailing newline) comes back while "
+             "the connection stays open", got)
+
+
+def big_roundtrip(addr, size, timeout):
+    """Sends size pseudo-random bytes in a thread while reading; (sent hash, got hash, got len)."""
+    data = os.urandom(1 << 20)
+    h_sent = hashlib.sha256()
+    with connect(addr, timeout) as s:
+        def writer():
+            try:
+                for i in range(size // len(data)):
+                    s.sendall(data)
+                    h_sent.update(data)
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        h_got, n = hashlib.sha256(), 0
+        s.settimeout(timeout)
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h_got.update(b)
+            n += len(b)
+        w.join(timeout)
+    return h_sent.hexdigest(), h_got.hexdigest(), n
+
+
+def test_activation_tcp(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, [], sockets=[ls]).start()
+        d.wait_ready()
+        check_echo(t, ls.getsockname(), "socket-activated TCP 127.0.0.1 on fd 3")
+        size = (4 if VALGRIND else 16) << 20
+        hs, hg, n = big_roundtrip(ls.getsockname(), size, 60 * SLOW)
+        t.ok(hs == hg and n == size, f"{size >> 20} MiB of random binary data echoed byte-exact "
+             f"(sha256 equal, {n} bytes)")
+        st = d.stop()
+        t.ok(st == 0, f"SIGTERM: exit status 0 (got {st})", d.stderr_text())
+    finally:
+        ls.close()
+
+
+def test_standalone_ipv4(t, exe):
+    port = free_port()
+    d = Daemon(exe, ["--listen", f"127.0.0.1:{port}"]).start()
+    d.wait_ready()
+    check_echo(t, ("127.0.0.1", port), f"--listen 127.0.0.1:{port}")
+    t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_standalone_ipv6(t, exe):
+    if not have_ipv6():
+        raise Skip("no IPv6 on the loopback here")
+    port = free_port(socket.AF_INET6, "::1")
+    d = Daemon(exe, ["--listen", f"[::1]:{port}"]).start()
+    d.wait_ready()
+    check_echo(t, ("::1", port), f"--listen [::1]:{port}")
+    try:
+        with connect(("127.0.0.1", port), 1):
+            v4 = True
+    except OSError:
+        v4 = False
+    t.ok(not v4, "--listen [::1]:PORT does not answer on 127.0.0.1")
+    t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_dual_stack(t, exe):
+    if not have_ipv6():
+        raise Skip("no IPv6 on the loopback here")
+    port = free_port(socket.AF_INET6, "::")
+    d = Daemon(exe, ["--listen", str(port)]).start()
+    d.wait_ready()
+    check_echo(t, ("127.0.0.1", port), f"--listen {port} (dual-stack) over 127.0.0.1")
+    check_echo(t, ("::1", port), f"--listen {port} (dual-stack) over ::1")
+    t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_standalone_unix(t, exe):
+    with tempfile.TemporaryDirectory(prefix="echod-unix-") as tmp:
+        path = os.path.join(tmp, "echo.sock")
+        d = Daemon(exe, ["--listen", path]).start()
+        d.wait_ready()
+        check_echo(t, path, f"--listen PATH (AF_UNIX)")
+        t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_activation_several(t, exe):
+    """Any number of passed stream listeners, of every family, served at once."""
+    tmp = tempfile.mkdtemp(prefix="echod-unix-")
+    socks = [listen_socket(), listen_socket(path=os.path.join(tmp, "e.sock"))]
+    if have_ipv6():
+        socks.append(listen_socket(socket.AF_INET6, "::1"))
+    try:
+        d = Daemon(exe, [], sockets=socks).start()
+        d.wait_ready()
+        for i, s in enumerate(socks):
+            check_echo(t, s.getsockname(), f"passed listener on fd {i + 3} "
+                       f"({'unix' if s.family == socket.AF_UNIX else s.getsockname()[0]})")
+        # at once: one open connection on each, then all answer
+        conns = [connect(s.getsockname(), 5 * SLOW) for s in socks]
+        try:
+            for i, c in enumerate(conns):
+                c.sendall(b"%d" % i)
+            got = [recv_exact(c, 1, 5 * SLOW) for c in conns]
+            t.ok(got == [b"%d" % i for i in range(len(conns))],
+                 "one open connection on every listener, all served concurrently")
+        finally:
+            for c in conns:
+                c.close()
+        t.ok(d.stop() == 0, "stops with status 0")
+    finally:
+        for s in socks:
+            s.close()
+        os.unlink(os.path.join(tmp, "e.sock"))
+        os.rmdir(tmp)
+
+
+def test_accept_yes(t, exe):
+    """Accept=yes: fd 3 is one connected socket; served in-process, then echod exits."""
+    with listen_socket() as ls:
+        client = connect(ls.getsockname(), 5 * SLOW)
+        conn, _ = ls.accept()
+        try:
+            d = Daemon(exe, [], sockets=[conn]).start()
+            conn.close()
+            client.sendall(ALL_BYTES)
+            got = recv_exact(client, 256, 10 * SLOW)
+            t.ok(got == ALL_BYTES, "a connected socket on fd 3 (Accept=yes) is echoed")
+            t.ok(d.children() == [], "... in-process (no child forked)", repr(d.children()))
+            client.shutdown(socket.SHUT_WR)
+            rest = recv_to_eof(client, 10 * SLOW)
+            t.ok(rest == b"", "... EOF after the client's half-close")
+            st = d.wait(10 * SLOW)
+            t.ok(st == 0, f"... then echod exits 0 by itself (got {st})", d.stderr_text())
+        finally:
+            client.close()
+
+
+def test_tcp_nodelay(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, [], sockets=[ls]).start()
+        d.wait_ready()
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"x")
+            recv_exact(s, 1, 5 * SLOW)
+            kids = d.children()
+            t.ok(len(kids) == 1, f"one child serves the connection ({kids})")
+            nodelay = None
+            if kids:
+                for fd, target in fd_targets(kids[0][0]).items():
+                    if target.startswith("socket:"):
+                        cs = socket_of(kids[0][0], fd)
+                        if cs is None:
+                            continue
+                        try:
+                            if cs.family in (socket.AF_INET, socket.AF_INET6) and \
+                                    cs.getpeername() == s.getsockname():
+                                nodelay = cs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                        except OSError:
+                            pass
+                        finally:
+                            cs.close()
+            if nodelay is None:
+                t.skip("TCP_NODELAY set on the child's socket", "cannot duplicate the child's fd here")
+            else:
+                t.ok(nodelay != 0, f"TCP_NODELAY is set on the accepted socket ({nodelay})")
+            # a message sent as two writes: Nagle + delayed ACK would hold the second ~40 ms
+            times = []
+            for i in range(50):
+                t0 = time.monotonic()
+                s.sendall(b"a")
+                s.sendall(b"b")
+                got = recv_exact(s, 2, 5 * SLOW)
+                times.append(time.monotonic() - t0)
+                if got != b"ab":
+                    break
+            times.sort()
+            p98 = times[-2] * 1000
+            bound = 200 if VALGRIND else 20
+            t.ok(len(times) == 50 and p98 < bound,
+                 f"2-write messages round-trip fast: p98 {p98:.1f} ms < {bound} ms "
+                 f"(max {times[-1] * 1000:.1f} ms)")
+        t.ok(d.stop() == 0, "stops with status 0")
+    finally:
+        ls.close()
+
+
+def test_child_fds(t, exe):
+    """The child holds 0, 1, 2 and its connection: no listener, no notify socket."""
+    tmp = tempfile.mkdtemp(prefix="echod-unix-")
+    ls = listen_socket()
+    us = listen_socket(path=os.path.join(tmp, "e.sock"))
+    try:
+        d = Daemon(exe, ["--log-level", "info"], sockets=[ls, us]).start()
+        d.wait_ready()
+        listener_inodes = {socket_inode(ls), socket_inode(us)}
+        for what, addr in (("tcp", ls.getsockname()), ("unix", us.getsockname())):
+            with connect(addr, 5 * SLOW) as s:
+                s.sendall(b"x")
+                recv_exact(s, 1, 5 * SLOW)
+                kids = wait_until(d.children, 5 * SLOW)
+                t.ok(len(kids) == 1, f"{what}: one child ({kids})")
+                if not kids:
+                    continue
+                fds = fd_targets(kids[0][0])
+                if VALGRIND:
+                    fds = {k: v for k, v in fds.items() if k < 1000}  # valgrind's own fds
+                sockets = {fd: v for fd, v in fds.items() if v.startswith("socket:")}
+                inodes = {int(v[8:-1]) for v in sockets.values()}
+                t.ok(not (inodes & listener_inodes), f"{what}: no listener fd inside the child",
+                     repr(fds))
+                t.ok(set(fds) - {0, 1, 2} and len(set(fds) - {0, 1, 2}) == 1 and len(sockets) == 1,
+                     f"{what}: the child has only fds 0, 1, 2 and one socket", repr(fds))
+                conn_fd = next(iter(sockets), None)
+                peer_ok = False
+                if conn_fd is not None:
+                    cs = socket_of(kids[0][0], conn_fd)
+                    if cs is not None:
+                        try:
+                            if what == "tcp":
+                                peer_ok = cs.getpeername() == s.getsockname()
+                            else:
+                                peer_ok = cs.family == socket.AF_UNIX and cs.getsockopt(
+                                    socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
+                        finally:
+                            cs.close()
+                t.ok(peer_ok, f"{what}: the child's one socket is this client's connection",
+                     repr(fds))
+                t.ok(all(v in ("/dev/null",) or v.startswith("pipe:") or v.startswith("socket:")
+                         for fd, v in fds.items() if fd in (0, 1, 2)),
+                     f"{what}: fds 0-2 are what echod was given", repr(fds))
+        t.ok(d.stop() == 0, "stops with status 0")
+    finally:
+        ls.close()
+        us.close()
+        os.unlink(os.path.join(tmp, "e.sock"))
+        os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    run([test_activation_tcp, test_standalone_ipv4, test_standalone_ipv6, test_dual_stack,
+         test_standalone_unix, test_activation_several, test_accept_yes, test_tcp_nodelay,
+         test_child_fds])
