@@ -1,18 +1,21 @@
-/* Why: fork() costs time per mapping it copies. libsystemd and the six libraries it pulls
- * in on Debian 12 (libcap, libgcrypt, libgpg-error, liblzma, libzstd, liblz4) are ~35 of
- * echod's ~60 mappings, and a child never calls them: only the main process validates
- * sockets and notifies. MADV_DONTFORK leaves them out of every child, so the fork costs
- * what a libc-only program's does. Libraries are matched by name; an unknown one stays. */
+/* Why: fork() costs time per mapping it copies. The six libraries libsystemd pulls in on
+ * Debian 12 (libcap, libgcrypt, libgpg-error, liblzma, libzstd, liblz4) are 30 of echod's
+ * ~60 mappings, and nothing in a child calls them: echod uses libsystemd only to validate
+ * sockets and notify, which never reaches compression or cryptography. MADV_DONTFORK
+ * leaves them out of every child. libsystemd itself stays: once sd_listen_fds() has run,
+ * it has a pthread_atfork() child handler (its cached pid) that fork() calls in the child.
+ * Libraries are matched by name; an unknown one stays. */
 #include "lean.h"
 
+#include <errno.h>
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *const parent_only[] = {
-        "libsystemd.so", "libcap.so",  "libgcrypt.so", "libgpg-error.so",
-        "liblzma.so",    "libzstd.so", "liblz4.so",
+        "libcap.so", "libgcrypt.so", "libgpg-error.so", "liblzma.so", "libzstd.so", "liblz4.so",
 };
 
 static int is_parent_only(const char *path) {
@@ -25,9 +28,18 @@ static int is_parent_only(const char *path) {
         return 0;
 }
 
+#define MAX_SPANS 16
+
+struct spans {
+        struct {
+                uintptr_t start, end;
+        } items[MAX_SPANS];
+        int n;
+};
+
 static int mark_object(struct dl_phdr_info *info, size_t size, void *userdata) {
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = UINTPTR_MAX, end = 0;
-        int *n_marked = userdata;
+        struct spans *spans = userdata;
 
         (void)size;
         if (!info->dlpi_name || !is_parent_only(info->dlpi_name))
@@ -40,20 +52,38 @@ static int mark_object(struct dl_phdr_info *info, size_t size, void *userdata) {
                 start = a < start ? a : start;
                 end = b > end ? b : end;
         }
-        if (start >= end)
+        if (start >= end || spans->n >= MAX_SPANS)
                 return 0;
         start &= ~(page - 1);
         end = (end + page - 1) & ~(page - 1);
         /* The span includes the gaps between segments; madvise() applies the advice to
          * every mapping in it (and reports ENOMEM for holes, which is fine). */
         (void)madvise((void *)start, end - start, MADV_DONTFORK);
-        (*n_marked)++;
+        spans->items[spans->n].start = start;
+        spans->items[spans->n].end = end;
+        spans->n++;
         return 0;
 }
 
 int lean_setup(void) {
-        int n_marked = 0;
+        struct spans spans = {};
+        int status;
+        pid_t pid;
 
-        dl_iterate_phdr(mark_object, &n_marked);
-        return n_marked;
+        dl_iterate_phdr(mark_object, &spans);
+        if (spans.n == 0)
+                return 0;
+
+        /* Prove it once: fork() runs pthread_atfork() child handlers, and one living in a
+         * library left out would crash every child. If this bare child does not exit
+         * cleanly, give the libraries back to the children. */
+        pid = fork();
+        if (pid == 0)
+                _exit(0);
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return spans.n;
+        for (int i = 0; i < spans.n; i++)
+                (void)madvise((void *)spans.items[i].start, spans.items[i].end - spans.items[i].start,
+                              MADV_DOFORK);
+        return -ECHILD;
 }

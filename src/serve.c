@@ -385,7 +385,13 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         r = serve_setup(&s);
         if (r < 0)
                 goto finish;
-        log_debug("%d libraries left out of children", lean_setup());
+        r = lean_setup();
+        if (r < 0)
+                log_warning("A library's fork handler needs libraries children do without: "
+                            "children keep every library (slower forks)");
+        else
+                log_debug("%d libraries left out of children", r);
+        r = 0;
         serve_ready(&s, now);
 
         while (!s.stopping || n_children(&s) > 0) {
