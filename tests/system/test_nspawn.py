@@ -277,6 +277,59 @@ class StreamClient:
             pass
 
 
+# ---------------------------------------------------------------- sockets of other processes
+
+def tcp_inodes(local_port, remote_port=None, listening=False):
+    """Inodes of TCP sockets in this network namespace (the container shares it)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                lport = int(fields[1].rsplit(":", 1)[1], 16)
+                rport = int(fields[2].rsplit(":", 1)[1], 16)
+                state = fields[3]
+                if lport != local_port or (remote_port is not None and rport != remote_port):
+                    continue
+                if listening != (state == "0A"):
+                    continue
+                found.append(int(fields[9]))
+    return found
+
+
+def find_fd(inode, pids):
+    """(pid, fd) of the first of pids holding socket inode."""
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid, int(fd)
+        except OSError:
+            continue
+    return None
+
+
+def tcp_nodelay_of(pid, fd):
+    """TCP_NODELAY of another process's socket, through pidfd_getfd(2)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd, the same on every arch
+        if dup < 0:
+            raise OSError(ctypes.get_errno(), f"pidfd_getfd({pid}, {fd})")
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=dup)
+    try:
+        return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        s.close()
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
 # ---------------------------------------------------------------- the checks
 
 class SystemTest:
@@ -308,6 +361,13 @@ class SystemTest:
         text = self.c.show("echo.service", "StatusText")
         m = STATUS_RE.match(text)
         return (text, m)
+
+    def cgroup_pids(self):
+        """pids in echo.service's cgroup, in whichever hierarchies the container has (cgroup v2,
+        or v1's name=systemd and the hybrid unified one); empty when the cgroup is gone"""
+        p = self.c.sh("find /sys/fs/cgroup -path '*/system.slice/echo.service/cgroup.procs' "
+                      "-exec cat {} + 2>/dev/null; true")
+        return sorted(set(int(x) for x in p.stdout.split()))
 
     def reset(self):
         # a test run starts the service far more often than an operator would
@@ -396,9 +456,89 @@ class SystemTest:
               f"main process uids {uids}, not in the dynamic range")
         check(v["DynamicUser"] == "yes", f"DynamicUser={v['DynamicUser']}")
         name = self.c.run(["getent", "passwd", str(uids[0])], check=False).stdout.split(":")[0]
-        caps = re.search(r"^CapEff:\s+(\S+)$", status, re.M).group(1)
-        check(int(caps, 16) == 0, f"effective capabilities {caps}")
-        return f"uid {uids[0]}" + (f" ({name})" if name else "") + ", no capabilities"
+        for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+            caps = re.search(rf"^{field}:\s+(\S+)$", status, re.M).group(1)
+            check(int(caps, 16) == 0, f"{field} {caps}")
+        check(re.search(r"^NoNewPrivs:\s+1$", status, re.M), "NoNewPrivs not set")
+        check(re.search(r"^Seccomp:\s+2$", status, re.M), "no seccomp filter")
+        # its own network, user, mount and IPC namespaces (the container's PID 1 as reference)
+        own = []
+        for ns in ("net", "user", "mnt", "ipc"):
+            mine = self.c.run(["readlink", f"/proc/{pid}/ns/{ns}"]).stdout.strip()
+            init = self.c.run(["readlink", f"/proc/1/ns/{ns}"]).stdout.strip()
+            check(mine != init, f"{ns} namespace shared with PID 1 ({mine})")
+            own.append(ns)
+        return (f"uid {uids[0]}" + (f" ({name})" if name else "") + ", no capabilities, "
+                f"NoNewPrivs, seccomp, own {'/'.join(own)} namespaces")
+
+    def t_nodelay(self):
+        listeners = tcp_inodes(PORT, listening=True)
+        check(len(listeners) == 1, f"listening sockets on {PORT}: {listeners}")
+        where = find_fd(listeners[0], [self.c.init_pid])
+        check(where, "the listening socket is not held by the container's PID 1")
+        check(tcp_nodelay_of(*where), "TCP_NODELAY is off on the listening socket")
+        with socket.create_connection(("127.0.0.1", PORT), timeout=10) as s:
+            s.sendall(b"x")
+            s.recv(1)
+            conns = wait_for("the server side of the connection",
+                             lambda: tcp_inodes(PORT, s.getsockname()[1]), 5)
+            where = wait_for("the echod child holding it",
+                             lambda: find_fd(conns[0], all_pids()), 5)
+            check(where[0] not in (self.c.init_pid,), "PID 1 holds the connection (Accept=yes?)")
+            child_nodelay = tcp_nodelay_of(*where)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
+        self.n_conns += 1
+        self.conn_bytes.append(1)
+        check(child_nodelay, "TCP_NODELAY is off on the accepted connection")
+        return f"listener (PID 1) and connection (host pid {where[0]}) both have TCP_NODELAY"
+
+    def t_max_clients(self):
+        self.reset()
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 4096 <= hard or soft < hard < 4096:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        conns = []
+        try:
+            for i in range(1025):
+                s = socket.create_connection(("127.0.0.1" if i % 2 else "::1", PORT), timeout=10)
+                conns.append(s)
+            text, _ = wait_for("StatusText with 1024/1024 clients active",
+                               lambda: (lambda t, m: (t, m) if m and m.group(1) == "1024"
+                                        else None)(*self.status()), 20)
+            v = self.c.show("echo.service", "TasksCurrent", "TasksMax", "ActiveState")
+            check(v["ActiveState"] == "active", f"echo.service is {v['ActiveState']}")
+            n_procs = len(self.cgroup_pids())
+            check(n_procs == 1025, f"{n_procs} processes in the cgroup, want 1025")
+            check(int(v["TasksMax"]) >= n_procs, f"TasksMax={v['TasksMax']} < {n_procs}")
+            if v["TasksCurrent"].isdigit():
+                tasks = f"TasksCurrent={v['TasksCurrent']}"
+                check(int(v["TasksCurrent"]) <= int(v["TasksMax"]), tasks)
+            else:  # cgroup v1 pids controller not delegated to the container
+                tasks = "TasksCurrent not accounted in this container (TasksMax not enforced here)"
+            # every one of them, and the one that waited in the backlog, is served
+            for s in conns:
+                s.settimeout(20)
+                s.sendall(b"y")
+            def finish(s):
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while True:
+                    chunk = s.recv(16)
+                    if not chunk:
+                        return got == b"y"
+                    got += chunk
+            # one ends, then the 1025th (in the backlog so far) must be served
+            bad = (not finish(conns[0])) + sum(not finish(s) for s in reversed(conns[1:]))
+            check(not bad, f"{bad} of 1025 clients did not get their byte back")
+        finally:
+            for s in conns:
+                s.close()
+        self.n_conns += 1025
+        self.conn_bytes += [1] * 1025
+        return f"{text!r}; {n_procs} processes, TasksMax={v['TasksMax']}; {tasks}"
 
     def t_status(self):
         # one connection held open, mid-stream
@@ -470,6 +610,8 @@ class SystemTest:
             text, _ = wait_for("StatusText with 20 clients active",
                                lambda: (lambda t, m: (t, m) if m and m.group(1) == "20" else None)(
                                    *self.status()), 5)
+            in_cgroup = self.cgroup_pids()
+            check(len(in_cgroup) == 21, f"{len(in_cgroup)} processes in the cgroup, want 21")
             for cl in clients:
                 cl.stop_sending.set()
             for cl in clients:
@@ -494,9 +636,10 @@ class SystemTest:
         v = self.c.show("echo.service", "ActiveState", "Result", "MainPID")
         check(v["ActiveState"] == "inactive" and v["Result"] == "success",
               f"ActiveState={v['ActiveState']} Result={v['Result']}")
-        p = self.c.sh("cat /sys/fs/cgroup/system.slice/echo.service/cgroup.procs 2>/dev/null; "
-                      "pgrep -x echod || true")
-        check(not p.stdout.strip(), f"processes left: {p.stdout.split()}")
+        left = self.cgroup_pids()
+        check(not left, f"processes left in the cgroup: {left}")
+        p = self.c.run(["pgrep", "-x", "echod"], check=False)
+        check(not p.stdout.strip(), f"echod processes left: {p.stdout.split()}")
         self.stop_since = int(t0 * 1e6)
         self.stop_clients = [len(cl.sent) for cl in clients]
         return f"{sum(self.stop_clients)} bytes in 20 streams all back; stop took {took:.2f} s"
@@ -515,6 +658,41 @@ class SystemTest:
         check(any(m.startswith("stopping: 20 clients draining") for m in msgs),
               "no 'stopping: 20 clients draining' line")
         check(any(m.startswith("stopped: ") for m in msgs), "no 'stopped:' line")
+
+    def t_stop_drain_timeout(self):
+        self.reset()
+        s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+        try:
+            # send without ever reading: the child's writes block once the buffers are full
+            s.setblocking(False)
+            sent = 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    sent += s.send(b"z" * 65536)
+                except BlockingIOError:
+                    time.sleep(0.2)
+                    try:
+                        sent += s.send(b"z" * 65536)
+                    except BlockingIOError:
+                        break
+            start = time.monotonic()
+            p = self.c.run(["systemctl", "stop", "echo.service"], timeout=60, check=False)
+            took = time.monotonic() - start
+            check(p.returncode == 0, f"systemctl stop: {p.stderr}")
+        finally:
+            s.close()
+        v = self.c.show("echo.service", "ActiveState", "Result", "TimeoutStopUSec")
+        check(v["ActiveState"] == "inactive" and v["Result"] == "success",
+              f"ActiveState={v['ActiveState']} Result={v['Result']} after {took:.1f} s")
+        check(4.5 <= took < 10, f"stop took {took:.1f} s, want the 5 s drain")
+        left = self.cgroup_pids()
+        check(not left, f"processes left in the cgroup: {left}")
+        p = self.c.run(["pgrep", "-x", "echod"], check=False)
+        check(not p.stdout.strip(), f"echod processes left: {p.stdout.split()}")
+        self.n_conns += 1
+        return (f"{sent} bytes sent, never read; stop took {took:.1f} s "
+                f"(TimeoutStopSec={v['TimeoutStopUSec']}), Result=success")
 
     def t_restart(self):
         self.reset()
@@ -657,9 +835,12 @@ class SystemTest:
             except ConnectionRefusedError:
                 pass
         p = self.c.sh("pgrep -x echod; ls /usr/sbin/echod /lib/systemd/system/echo.socket "
-                      "/lib/systemd/system/echo.service 2>/dev/null; "
-                      "systemctl list-units --all --no-legend 'echo.*'", check=False)
+                      "/lib/systemd/system/echo.service 2>/dev/null", check=False)
         check(not p.stdout.strip(), f"left behind: {p.stdout.strip()}")
+        # The administrator's drop-in (UDP) stays, as it should: its unit shows as not-found.
+        p = self.c.run(["systemctl", "list-units", "--all", "--no-legend", "--plain", "echo.*"])
+        units = [line.split()[:3] for line in p.stdout.splitlines() if line.strip()]
+        check(all(u[1:3] == ["not-found", "inactive"] for u in units), f"units: {units}")
         st = self.c.run(["dpkg-query", "-W", "-f", "${db:Status-Status}", "echod"],
                         check=False).stdout.strip()
         check(st in ("not-installed", "config-files", ""), f"dpkg status {st}")
@@ -697,13 +878,19 @@ def main():
          "echo.service not started", t.t_socket_after_install, False),
         ("TCP echo on 127.0.0.1:7 and [::1]:7; echo.service started by the first connection",
          t.t_tcp_echo, False),
-        ("echo.service runs as a dynamic user", t.t_dynamic_user, False),
+        ("echo.service runs as a dynamic user, sandboxed", t.t_dynamic_user, False),
+        ("TCP_NODELAY on the listening socket and on an accepted connection", t.t_nodelay,
+         False),
         ("systemctl show -p StatusText echo.service shows live counts", t.t_status, False),
         ("journalctl -u echo.service: ready line (notice), one info line per connection",
          t.t_journal, False),
         ("systemctl stop echo.service with 20 clients mid-stream: every byte back, inactive "
          "(not failed), cgroup empty", t.t_stop_draining, False),
         ("the stop is logged: 20 connections ended: stop", t.t_stop_logged, False),
+        ("systemctl stop with a client that never reads: 5 s drain, within TimeoutStopSec, "
+         "not failed", t.t_stop_drain_timeout, False),
+        ("1024 concurrent clients fit in TasksMax; the 1025th waits and is served",
+         t.t_max_clients, False),
         ("systemctl restart echo.service under a connect loop: zero failed connections",
          t.t_restart, False),
         ("a SIGSTOPped main process is restarted by the watchdog", t.t_watchdog, False),
