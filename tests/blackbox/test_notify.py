@@ -1,1 +1,200 @@
-print("1..0 # SKIP not written yet")
+#!/usr/bin/env python3
+"""sd_notify: READY=1 once the sockets are validated, STATUS= in the interface's format with
+live counts, coalesced; STOPPING=1; WATCHDOG=1 at half of WATCHDOG_USEC; every message from
+the main pid (SCM_CREDENTIALS), never from a child; nothing breaks without NOTIFY_SOCKET."""
+
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from echodtest import (Daemon, SLOW, VALGRIND, connect, fields, free_port,  # noqa: E402
+                       is_refused_or_closed, listen_socket, recv_exact, roundtrip, run,
+                       wait_until)
+
+STATUS_RE = re.compile(r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused$")
+
+
+def statuses(d):
+    """[(time, (active, cap, served, refused), raw)] of every STATUS= message."""
+    out = []
+    for when, _pid, _uid, text in d.notify.snapshot():
+        st = fields(text).get("STATUS")
+        if st is not None:
+            m = STATUS_RE.match(st)
+            out.append((when, tuple(int(x) for x in m.groups()) if m else None, st))
+    return out
+
+
+def wait_status(d, pred, timeout):
+    def check():
+        return next((s for s in reversed(statuses(d)) if s[1] and pred(s[1])), None)
+    return wait_until(check, timeout)
+
+
+def senders_ok(t, d, what):
+    pids = {m[1] for m in d.notify.snapshot()}
+    t.ok(pids <= {d.pid}, f"{what}: every notify message came from the main pid {d.pid}, none "
+         f"from a child", f"sender pids {sorted(pids)}")
+
+
+def test_ready_and_status(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, ["--max-clients", "7"], sockets=[ls]).start()
+        m = d.wait_ready()
+        t.ok(m[1] == d.pid, f"READY=1 sent by the main pid ({m[1]} vs {d.pid})")
+        t.ok(roundtrip(ls.getsockname(), b"ready", 5 * SLOW) == b"ready",
+             "right after READY=1 a client is served")
+        first = d.notify.snapshot()[0]
+        t.ok("READY=1" in first[3].split("\n"), "READY=1 is in the first message", first[3])
+        st = statuses(d)
+        t.ok(st and st[0][1] is not None, "STATUS= matches 'A/CAP clients active, S served, R refused'",
+             repr([s[2] for s in st]))
+        t.ok(st and st[0][1] == (0, 7, 0, 0), "the first STATUS is 0/7 clients active, 0 served, 0 refused",
+             repr(st[:1]))
+        # live counts: 5 held connections
+        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(5)]
+        try:
+            for c in conns:
+                c.sendall(b"h")
+                recv_exact(c, 1, 5 * SLOW)
+            t0 = time.monotonic()
+            s = wait_status(d, lambda v: v[0] == 5, 3 * SLOW)
+            t.ok(s is not None and s[1][1] == 7, f"5 open connections: STATUS says 5/7 clients active "
+                 f"within {time.monotonic() - t0:.2f} s", repr([x[2] for x in statuses(d)][-3:]))
+        finally:
+            for c in conns:
+                c.close()
+        t0 = time.monotonic()
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 6, 3 * SLOW)
+        took = time.monotonic() - t0
+        t.ok(s is not None, f"after they end: 0/7 clients active, 6 served ({took:.2f} s)",
+             repr([x[2] for x in statuses(d)][-3:]))
+        t.ok(s is not None and took < 1.5 * SLOW, f"... within about a second of the change ({took:.2f} s)")
+        d.stop()
+        senders_ok(t, d, "ready/status")
+    finally:
+        ls.close()
+
+
+def test_status_coalesced(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, [], sockets=[ls]).start()
+        d.wait_ready()
+        n_before = len(statuses(d))
+        t0 = time.monotonic()
+        n_ok = sum(roundtrip(ls.getsockname(), b"%d" % i, 5 * SLOW) == b"%d" % i for i in range(100))
+        took = time.monotonic() - t0
+        t.ok(n_ok == 100, f"100 quick connections echoed ({n_ok})")
+        s = wait_status(d, lambda v: v[2] == 100 and v[0] == 0, 3 * SLOW)
+        t.ok(s is not None, "STATUS reaches 0/1024 clients active, 100 served",
+             repr([x[2] for x in statuses(d)][-3:]))
+        time.sleep(1.2)
+        n = len(statuses(d)) - n_before
+        limit = 10 * (took + 1.5) + 2
+        t.ok(n < 50 and n <= limit, f"STATUS coalesced: {n} messages for 100 connections in "
+             f"{took:.2f} s (at most ~10 a second)")
+        d.stop()
+        senders_ok(t, d, "100 connections")
+    finally:
+        ls.close()
+
+
+def test_refused_counted(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, ["--max-per-source", "1"], sockets=[ls]).start()
+        d.wait_ready()
+        with connect(ls.getsockname(), 5 * SLOW) as a:
+            a.sendall(b"a")
+            recv_exact(a, 1, 5 * SLOW)
+            with connect(ls.getsockname(), 5 * SLOW) as b:
+                try:
+                    b.sendall(b"b")
+                except OSError:
+                    pass
+                t.ok(is_refused_or_closed(b, 3 * SLOW), "--max-per-source 1: a second connection from "
+                     "127.0.0.1 is closed at once")
+            s = wait_status(d, lambda v: v[3] == 1, 3 * SLOW)
+            t.ok(s is not None and s[1][0] == 1, "STATUS counts it: 1 active, 1 refused",
+                 repr([x[2] for x in statuses(d)][-3:]))
+            a.sendall(b"still")
+            t.ok(recv_exact(a, 5, 5 * SLOW) == b"still", "the first connection is unharmed")
+        d.stop()
+        t.ok(d.wait_line(r"stopped: \d+ served, 1 refused", 2), "'stopped: ... 1 refused' logged",
+             d.stderr_text())
+    finally:
+        ls.close()
+
+
+def test_stopping(t, exe):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        ls = listen_socket()
+        try:
+            d = Daemon(exe, [], sockets=[ls]).start()
+            d.wait_ready()
+            st = d.stop(sig)
+            stopping = [m for m in d.notify.snapshot() if "STOPPING=1" in m[3].split("\n")]
+            t.ok(st == 0, f"{sig.name}: exit status 0 ({st})", d.stderr_text())
+            t.ok(len(stopping) == 1 and stopping[0][1] == d.pid,
+                 f"{sig.name}: STOPPING=1 once, from the main pid", repr(d.notify.snapshot()))
+        finally:
+            ls.close()
+
+
+def test_watchdog(t, exe):
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, [], sockets=[ls], env={"WATCHDOG_USEC": "400000"}).start()
+        d.wait_ready()
+        # a busy client meanwhile: the main loop must not be held up by it
+        with connect(ls.getsockname(), 10 * SLOW) as c:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2.2:
+                c.sendall(b"w" * 4096)
+                recv_exact(c, 4096, 5 * SLOW)
+        snap = d.notify.snapshot()
+        wd = [m for m in snap if "WATCHDOG=1" in m[3].split("\n") and m[0] >= t0 and m[0] <= t0 + 2.2]
+        gaps = sorted(b[0] - a[0] for a, b in zip(wd, wd[1:]))
+        t.ok(6 <= len(wd) <= 16, f"WATCHDOG_USEC=400000: {len(wd)} WATCHDOG=1 in 2.2 s (about 11)")
+        med = gaps[len(gaps) // 2] if gaps else 0
+        bound = 0.4 if not VALGRIND else 0.6
+        t.ok(gaps and 0.12 <= med <= 0.26 and gaps[-1] < bound,
+             f"about every 200 ms (median {med * 1000:.0f} ms, max {gaps[-1] * 1000 if gaps else 0:.0f} ms)")
+        d.stop()
+        senders_ok(t, d, "watchdog")
+    finally:
+        ls.close()
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, [], sockets=[ls]).start()
+        d.wait_ready()
+        time.sleep(0.8)
+        d.stop()
+        t.ok(not [m for m in d.notify.snapshot() if "WATCHDOG=1" in m[3]],
+             "without WATCHDOG_USEC: no WATCHDOG=1")
+    finally:
+        ls.close()
+
+
+def test_no_notify_socket(t, exe):
+    for what, env in (("NOTIFY_SOCKET unset", {}),
+                      ("NOTIFY_SOCKET naming nothing", {"NOTIFY_SOCKET": "/nonexistent/notify"})):
+        port = free_port()
+        d = Daemon(exe, ["--listen", f"127.0.0.1:{port}"], notify=False, env=env).start()
+        up = wait_until(lambda: d.wait_line(r"ready: ", 0.05), 10 * SLOW)
+        t.ok(up, f"{what}: echod gets ready", d.stderr_text())
+        got = roundtrip(("127.0.0.1", port), b"fine", 5 * SLOW) if up else b""
+        t.ok(got == b"fine", f"{what}: echo works")
+        st = d.stop()
+        t.ok(st == 0, f"{what}: SIGTERM, exit status 0 ({st})", d.stderr_text())
+
+
+if __name__ == "__main__":
+    run([test_ready_and_status, test_status_coalesced, test_refused_counted, test_stopping,
+         test_watchdog, test_no_notify_socket])
