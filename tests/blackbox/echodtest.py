@@ -256,6 +256,23 @@ def roundtrip(addr, data, timeout=5.0):
         return recv_to_eof(s, timeout)
 
 
+def fill_until_stuck(s, quiet=0.3, limit=256 << 20):
+    """Sends on a non-blocking socket (never reading) until nothing more goes out for quiet
+    seconds: every buffer on the way to echod and back is full. Returns bytes sent."""
+    s.setblocking(False)
+    chunk = b"f" * 65536
+    sent, last = 0, time.monotonic()
+    while time.monotonic() - last < quiet and sent < limit:
+        try:
+            sent += s.send(chunk)
+            last = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.02)
+        except OSError:
+            break
+    return sent
+
+
 def is_refused_or_closed(s, timeout=2.0):
     """True if the peer closes (EOF/reset) within timeout without sending data."""
     try:

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (LINE_RE, Daemon, SLOW, connect, listen_socket, recv_exact,  # noqa: E402
+from echodtest import (LINE_RE, Daemon, SLOW, connect, fill_until_stuck, listen_socket, recv_exact,  # noqa: E402
                        recv_to_eof, run, wait_until)
 
 UNIX_LINE_RE = re.compile(r"connection from unix pid (\d+) uid (\d+) \(pid (\d+)\) ended: "
@@ -151,13 +151,7 @@ def test_line_reset(t, exe):
         d.wait_ready()
         s = connect(ls.getsockname(), 5 * SLOW)
         port = s.getsockname()[1]
-        s.setblocking(False)
-        try:
-            for _ in range(200):  # fill both directions, never read
-                s.send(b"r" * 65536)
-        except BlockingIOError:
-            pass
-        time.sleep(0.2)
+        fill_until_stuck(s)  # fill both directions, never read
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()  # RST
         m = line_for(d, port, 5 * SLOW)

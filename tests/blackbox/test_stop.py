@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (LINE_RE, Daemon, SLOW, alive, connect, listen_socket,  # noqa: E402
+from echodtest import (LINE_RE, Daemon, SLOW, alive, connect, fill_until_stuck, listen_socket,  # noqa: E402
                        recv_exact, recv_to_eof, roundtrip, run, wait_until)
 
 
@@ -102,13 +102,7 @@ def test_drain_timeout(t, exe):
         d = Daemon(exe, ["--drain-timeout", "1"], sockets=[ls]).start()
         d.wait_ready()
         s = connect(ls.getsockname(), 5 * SLOW)
-        s.setblocking(False)
-        try:
-            for _ in range(400):  # fill every buffer; this client never reads
-                s.send(b"d" * 65536)
-        except BlockingIOError:
-            pass
-        time.sleep(0.2)
+        n = fill_until_stuck(s)  # this client never reads: its child cannot finish
         kids = {p for p, _ in d.children()}
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
@@ -125,7 +119,8 @@ def test_drain_timeout(t, exe):
         t.ok(got == b"", "while draining, a new connection is not accepted/echoed", got)
         st = d.wait(10 * SLOW)
         took = time.monotonic() - t0
-        t.ok(st == 0, f"--drain-timeout 1 with a client that never reads: exit status 0 ({st})",
+        t.ok(st == 0, f"--drain-timeout 1 with a client that sent {n} bytes and never reads: exit "
+             f"status 0 ({st})",
              d.stderr_text())
         t.ok(st is not None and 0.8 <= took <= 3 * SLOW,
              f"... after about 1 s ({took:.2f} s)")
