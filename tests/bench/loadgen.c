@@ -2,7 +2,9 @@
  * generator's own bulk ceiling. epoll, libc only. Every run prints one line of key=value
  * pairs on stdout so that a script can take medians; diagnostics go to stderr.
  * Every payload that a line-buffered server must echo ends with '\n'. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>

@@ -2,7 +2,9 @@
  * level-triggered; what a short write leaves over is kept per connection and the socket is
  * then polled for output only (back-pressure). TCP_NODELAY on every connection.
  * Usage: ref-epoll PORT [HOST] */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

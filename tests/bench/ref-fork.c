@@ -2,7 +2,9 @@
  * read/write loop and _exit()s, the parent reaps on SIGCHLD. No options, no logging, no
  * limits: the floor of what a fork per connection costs. TCP_NODELAY is set, as any echo
  * server must (see the pingpong split test). Usage: ref-fork PORT [HOST] */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -3,7 +3,9 @@
  * handler that reaps with a waitpid loop, a fork per client, and a buffered reader that
  * echoes line by line (so clients must end their messages with '\n'). The per-line
  * "server received N bytes" printf of the book is left out. Usage: textbook PORT [HOST] */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
