@@ -270,7 +270,11 @@ def socket_activate(tmpdir, echod, listen, args=(), datagram=False, accept=False
         argv.append("-a")
     for addr in listen:
         argv += ["-l", addr]
-    for k, v in (env_extra or {}).items():
+    # It gives the daemon a fresh environment: pass on what a sanitizer build needs.
+    env = {k: v for k, v in os.environ.items()
+           if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS", "MALLOC_PERTURB_")}
+    env.update(env_extra or {})
+    for k, v in env.items():
         argv += ["-E", "%s=%s" % (k, v)]
     argv += [echod] + list(args)
     d = Daemon(tmpdir, argv, name=name)
