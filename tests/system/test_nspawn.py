@@ -445,6 +445,12 @@ class SystemTest:
         check(started >= before, f"echo.service started at {started}, before the first "
               f"connection at {before:.6f}")
         check(v["TriggeredBy"] == "echo.socket", f"TriggeredBy={v['TriggeredBy']}")
+        if shutil.which("socat"):  # the README's example
+            p = subprocess.run("printf 'hello\\n' | socat - TCP:127.0.0.1:7", shell=True,
+                               capture_output=True, timeout=10)
+            check(p.stdout == b"hello\n", f"socat: {p.stdout!r} {p.stderr!r}")
+            self.n_conns += 1
+            self.conn_bytes.append(6)
 
     def t_dynamic_user(self):
         v = self.c.show("echo.service", "MainPID", "DynamicUser", "User")
@@ -554,6 +560,8 @@ class SystemTest:
             served = int(m.group(3))
             check(int(m.group(2)) == 1024, f"cap in {text!r}")
             check(served >= self.n_conns, f"{text!r}: served < {self.n_conns} finished")
+            p = self.c.run(["systemctl", "status", "--no-pager", "echo.service"], check=False)
+            check(f"Status: \"{text}\"" in p.stdout, f"systemctl status: {p.stdout}")
             held.shutdown(socket.SHUT_WR)
             while held.recv(4096):
                 pass
@@ -736,9 +744,9 @@ class SystemTest:
         self.c.sh("mkdir -p /etc/systemd/system/echo.service.d && "
                   "printf '[Service]\\nWatchdogSec=2s\\n' > /etc/systemd/system/echo.service.d/watchdog.conf")
         try:
-            self.c.run(["systemctl", "stop", "echo.service"], timeout=60)
-            self.c.run(["systemctl", "daemon-reload"], timeout=60)
             self.reset()
+            # as in the README
+            self.c.sh("systemctl daemon-reload && systemctl restart echo.service", timeout=60)
             self.echo_ok("127.0.0.1")
             v = self.c.show("echo.service", "MainPID", "NRestarts", "WatchdogUSec")
             check(v["WatchdogUSec"] == "2s", f"WatchdogUSec={v['WatchdogUSec']}")
@@ -759,7 +767,7 @@ class SystemTest:
             self.echo_ok("::1")
             return f"MainPID {pid} -> {v['MainPID']}, NRestarts={v['NRestarts']}"
         finally:
-            self.c.sh("rm -rf /etc/systemd/system/echo.service.d && systemctl daemon-reload && "
+            self.c.sh("rm -r /etc/systemd/system/echo.service.d && systemctl daemon-reload && "
                       "systemctl stop echo.service", check=False, timeout=60)
 
     def t_security(self):
