@@ -1,10 +1,11 @@
-/* Why: fork() costs time per mapping it copies. The six libraries libsystemd pulls in on
- * Debian 12 (libcap, libgcrypt, libgpg-error, liblzma, libzstd, liblz4) are 30 of echod's
- * ~60 mappings, and nothing in a child calls them: echod uses libsystemd only to validate
- * sockets and notify, which never reaches compression or cryptography. MADV_DONTFORK
- * leaves them out of every child. libsystemd itself stays: once sd_listen_fds() has run,
- * it has a pthread_atfork() child handler (its cached pid) that fork() calls in the child.
- * Libraries are matched by name; an unknown one stays. */
+/* Why: fork() costs time per mapping it copies. libsystemd and the six libraries it pulls
+ * in on Debian 12 (libcap, libgcrypt, libgpg-error, liblzma, libzstd, liblz4) are 35 of
+ * echod's 63 mappings, and no child calls them: only the main process validates sockets
+ * and notifies. MADV_DONTFORK leaves them out of every child. One catch: once
+ * sd_listen_fds() has looked at LISTEN_PID, libsystemd has a pthread_atfork() child
+ * handler (resetting its cached pid), which fork() would call in a child where libsystemd
+ * is not mapped; children are therefore made with _Fork(), which is fork() without the
+ * atfork handlers. Libraries are matched by name; an unknown one stays. */
 #include "lean.h"
 
 #include <errno.h>
@@ -15,7 +16,8 @@
 #include <unistd.h>
 
 static const char *const parent_only[] = {
-        "libcap.so", "libgcrypt.so", "libgpg-error.so", "liblzma.so", "libzstd.so", "liblz4.so",
+        "libsystemd.so", "libcap.so",  "libgcrypt.so", "libgpg-error.so",
+        "liblzma.so",    "libzstd.so", "liblz4.so",
 };
 
 static int is_parent_only(const char *path) {
@@ -74,10 +76,9 @@ int lean_setup(void) {
         if (spans.n == 0)
                 return 0;
 
-        /* Prove it once: fork() runs pthread_atfork() child handlers, and one living in a
-         * library left out would crash every child. If this bare child does not exit
-         * cleanly, give the libraries back to the children. */
-        pid = fork();
+        /* Prove it once: if a bare child does not exit cleanly (something in libc reached
+         * for a library left out), give the libraries back to the children. */
+        pid = lean_fork();
         if (pid == 0)
                 _exit(0);
         if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -86,4 +87,8 @@ int lean_setup(void) {
                 (void)madvise((void *)spans.items[i].start, spans.items[i].end - spans.items[i].start,
                               MADV_DOFORK);
         return -ECHILD;
+}
+
+pid_t lean_fork(void) {
+        return _Fork();
 }

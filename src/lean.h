@@ -1,9 +1,15 @@
-/* Keeps every child of the accept loop lean: the mappings of libraries that only
- * libsystemd pulls in, and no child calls, are not copied by fork(). */
+/* Keeps every child of the accept loop lean: libsystemd and the libraries it pulls in are
+ * used by the main process only, so fork() does not copy their mappings into children. */
 #pragma once
 
-/* Marks those libraries MADV_DONTFORK and checks with one bare fork that a child still
- * runs. Call once, before the first fork. Returns how many libraries were left out, or
- * -ECHILD when the check failed and they were given back. A child must never call into them (it does not: it
- * serves with libc alone), and the binary is linked with -z now, so no lazy binding walks them. */
+#include <sys/types.h>
+
+/* Marks those libraries MADV_DONTFORK and checks with one bare lean_fork() that a child
+ * still runs. Call once, before the first fork. Returns how many libraries were left out,
+ * or -ECHILD when the check failed and they were given back. */
 int lean_setup(void);
+
+/* fork() semantics (a new process with a copy of the address space and fd table) without
+ * running pthread_atfork() handlers: libsystemd has one, and its code is not mapped in the
+ * child. echod is single-threaded, so no lock can be held across the fork. */
+pid_t lean_fork(void);

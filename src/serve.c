@@ -111,7 +111,7 @@ static bool accept_error_is_transient(int error) {
 /* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
  * connection was closed). */
 static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
-        pid_t pid = fork();
+        pid_t pid = lean_fork();
 
         if (pid == 0)
                 client_run_child(c);
