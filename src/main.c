@@ -1,6 +1,7 @@
 /* echod: options, wiring and exit codes. Everything that can fail before serving is
  * decided here, with one line on stderr and the exit status the contract gives. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sysexits.h>
@@ -25,6 +26,14 @@ static int serve_connected(const struct options *options, const struct listener 
         return client_serve(&c) == ECHO_END_ERROR ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* A daemon started with stdin, stdout or stderr closed would hand that number to the first
+ * socket it opens, and log lines would go to a client: fill the gaps with /dev/null. */
+static void stdio_guard(void) {
+        for (int fd = 0; fd <= 2; fd++)
+                if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR | O_CLOEXEC) < 0)
+                        return;
+}
+
 int main(int argc, char *argv[]) {
         struct options options;
         struct listeners listeners;
@@ -32,6 +41,7 @@ int main(int argc, char *argv[]) {
         sigset_t mask;
         int r;
 
+        stdio_guard();
         r = options_parse(argc, argv, &options);
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : EX_USAGE;

@@ -201,8 +201,12 @@ static void serve_reap(struct serve *s) {
                         continue;
                 source_release(s, source);
                 notify_status_changed(&s->notify);
-                if (WIFSIGNALED(status) &&
-                    !(s->stopping && s->drain_deadline == 0 && WTERMSIG(status) == SIGKILL))
+                if (!WIFSIGNALED(status))
+                        continue;
+                if (s->stopping && s->drain_deadline == 0 && WTERMSIG(status) == SIGKILL)
+                        /* its own line never came: say how this connection ended */
+                        log_info("connection of pid %d ended: killed at the drain timeout", (int)pid);
+                else
                         log_warning("Child %d was killed by signal %s", (int)pid,
                                     strsignal(WTERMSIG(status)));
         }
