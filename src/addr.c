@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +135,10 @@ void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size
                 return;
         }
         format_ip(sa, ip, sizeof(ip), &port);
-        snprintf(buf, size, sa->sa_family == AF_INET6 && !strchr(ip, '.') ? "[%s]:%u" : "%s:%u", ip, port);
+        /* IPv6 in brackets, unless format_ip() showed an IPv4-mapped one as IPv4 */
+        bool bracket = sa->sa_family == AF_INET6 &&
+                       !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+        snprintf(buf, size, bracket ? "[%s]:%u" : "%s:%u", ip, port);
 }
 
 /* IPv4 keys carry the ff00::/8 prefix, which is multicast in IPv6 and so never the source

@@ -73,6 +73,14 @@ static const char *fd_kind(int fd, char *buf, size_t size) {
         return buf;
 }
 
+/* Not listening is not the same as connected: a socket that is only bound has no peer. */
+static bool is_connected(int fd) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        return getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+}
+
 static int classify(int fd, const char *fd_name, struct listener *ret) {
         char buf[96];
         int r;
@@ -82,7 +90,7 @@ static int classify(int fd, const char *fd_name, struct listener *ret) {
                 ret->type = LISTENER_STREAM;
         else if (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1, 0) > 0)
                 ret->type = LISTENER_DGRAM;
-        else if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+        else if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
                 ret->type = LISTENER_CONNECTED;
         else {
                 log_error("Passed fd %d (%s) is %s; echod serves listening TCP or AF_UNIX stream "

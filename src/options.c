@@ -65,6 +65,8 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *format,
         va_start(ap, format);
         vsnprintf(line, sizeof(line), format, ap);
         va_end(ap);
+        /* The values come from argv: no newline or control byte may reach the terminal. */
+        log_sanitize(line, sizeof(line), line, strlen(line));
         fprintf(stderr, "echod: %s (see --help)\n", line);
         return -EINVAL;
 }
