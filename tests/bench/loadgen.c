@@ -49,6 +49,7 @@ struct opts {
         uint64_t amount; /* bulk: bytes in total; pingpong: round trips; hold: connections */
         pid_t pid;
         bool split;
+        bool seconds_set; /* -d given: for bulk, a cap on the sending time */
         bool spread; /* bind to 127.0.0.x before connect */
         double timeout;
 };
@@ -174,13 +175,19 @@ static double pct_us(struct samples *s, double p) {
         return (double)s->v[rank - 1] / 1000.0;
 }
 
+/* Ends the result line: error counts, and the generator's own CPU time (a generator near
+ * one full core is the bottleneck, whatever the server). */
 static void print_errors(void) {
         uint64_t total = 0;
         for (int i = 0; i < E_MAX; i++) {
                 printf(" err_%s=%" PRIu64, err_name[i], errors[i]);
                 total += errors[i];
         }
-        printf(" errors=%" PRIu64 "\n", total);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        printf(" gen_cpu_s=%.3f errors=%" PRIu64 "\n", cpu, total);
         fflush(stdout);
 }
 
@@ -521,12 +528,32 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
         }
         long open_ = nc;
         uint64_t tmo = (uint64_t)(o->timeout * 1e9), last_progress = start;
+        /* the sink's stream has a fixed length: the ceiling is never capped */
+        uint64_t cap_at = o->seconds_set && !ceiling ? start + (uint64_t)(o->seconds * 1e9) : 0;
+        bool capped = false;
         struct epoll_event evs[64];
         while (open_ > 0) {
                 int n = epoll_wait(ep, evs, 64, 100);
                 if (n < 0 && errno != EINTR)
                         die("epoll_wait");
                 uint64_t t = now_ns();
+                if (cap_at && t > cap_at) {
+                        /* time is up: send no new data, flush what is queued, verify it all */
+                        cap_at = 0;
+                        capped = true;
+                        for (long i = 0; i < nc; i++) {
+                                struct bconn *c = &cs[i];
+                                if (c->fd < 0 || c->tx == c->per)
+                                        continue;
+                                c->per = copy_send ? c->tx : c->queued;
+                                if (c->tx == c->per) {
+                                        shutdown(c->fd, SHUT_WR);
+                                        struct epoll_event ev = { .events = EPOLLIN,
+                                                                  .data.u32 = (uint32_t)i };
+                                        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                                }
+                        }
+                }
                 if (n > 0)
                         last_progress = t;
                 else if (t - last_progress > tmo) {
@@ -584,18 +611,22 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
                 }
         }
         double secs = (double)(now_ns() - start) / 1e9;
-        uint64_t verified = 0;
-        for (long i = 0; i < nc; i++)
+        uint64_t verified = 0, sent = 0;
+        for (long i = 0; i < nc; i++) {
                 verified += cs[i].rx;
+                sent += cs[i].per;
+        }
         if (sink > 0) {
                 int st;
                 waitpid(sink, &st, 0);
                 if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
                         errors[E_OTHER]++;
         }
+        if (verified != sent && errors[E_MISMATCH] + errors[E_EOF] + errors[E_TIMEOUT] == 0)
+                errors[E_EOF]++;
         printf("mode=%s conns=%ld bytes=%" PRIu64 " verified=%" PRIu64
-               " seconds=%.3f mbps=%.1f",
-               ceiling ? "ceiling" : "bulk", nc, per * (uint64_t)nc, verified, secs,
+               " capped=%d seconds=%.3f mbps=%.1f",
+               ceiling ? "ceiling" : "bulk", nc, sent, verified, capped, secs,
                (double)verified / secs / 1e6);
         print_errors();
         close(ep);
@@ -708,13 +739,23 @@ static uint64_t field_kib(const char *path, const char *key) {
         return v;
 }
 
-/* Sums Pss (smaps_rollup) and VmPTE (status) over root and all its descendants. */
-static struct tree_mem tree_measure(pid_t root) {
+struct proc_link {
+        pid_t pid, ppid;
+};
+
+static int cmp_ppid(const void *a, const void *b) {
+        const struct proc_link *x = a, *y = b;
+        return x->ppid < y->ppid ? -1 : x->ppid > y->ppid;
+}
+
+/* Sums Pss (smaps_rollup) and VmPTE (status) over root and all its descendants; with
+ * count_only, just counts them. */
+static struct tree_mem tree_measure(pid_t root, bool count_only) {
         struct tree_mem m = { 0, 0, 0 };
         size_t cap = 65536, n = 0;
-        pid_t *pid = malloc(cap * sizeof *pid), *ppid = malloc(cap * sizeof *ppid);
+        struct proc_link *links = malloc(cap * sizeof *links);
         DIR *d = opendir("/proc");
-        if (!pid || !ppid || !d)
+        if (!links || !d)
                 die("tree_measure");
         struct dirent *de;
         while ((de = readdir(d))) {
@@ -736,16 +777,16 @@ static struct tree_mem tree_measure(pid_t root) {
                         continue;
                 if (n == cap) {
                         cap *= 2;
-                        pid = realloc(pid, cap * sizeof *pid);
-                        ppid = realloc(ppid, cap * sizeof *ppid);
-                        if (!pid || !ppid)
+                        links = realloc(links, cap * sizeof *links);
+                        if (!links)
                                 die("realloc");
                 }
-                pid[n] = atoi(de->d_name);
-                ppid[n++] = pp;
+                links[n].pid = atoi(de->d_name);
+                links[n++].ppid = pp;
         }
         closedir(d);
-        /* breadth-first over the parent links: the queue holds the tree found so far */
+        /* breadth-first: children of p are the run of links sorted by ppid equal to p */
+        qsort(links, n, sizeof *links, cmp_ppid);
         pid_t *queue = malloc((n + 1) * sizeof *queue);
         if (!queue)
                 die("malloc");
@@ -753,21 +794,29 @@ static struct tree_mem tree_measure(pid_t root) {
         queue[qt++] = root;
         while (qh < qt) {
                 pid_t p = queue[qh++];
-                for (size_t i = 0; i < n; i++)
-                        if (ppid[i] == p && qt <= n)
-                                queue[qt++] = pid[i];
+                size_t lo = 0, hi = n;
+                while (lo < hi) {
+                        size_t mid = (lo + hi) / 2;
+                        if (links[mid].ppid < p)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                for (size_t i = lo; i < n && links[i].ppid == p && qt <= n; i++)
+                        queue[qt++] = links[i].pid;
         }
         for (size_t i = 0; i < qt; i++) {
+                m.procs++;
+                if (count_only)
+                        continue;
                 char path[64];
                 snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)queue[i]);
                 m.pss_kib += field_kib(path, "Pss:");
                 snprintf(path, sizeof path, "/proc/%d/status", (int)queue[i]);
                 m.pte_kib += field_kib(path, "VmPTE:");
-                m.procs++;
         }
         free(queue);
-        free(pid);
-        free(ppid);
+        free(links);
         return m;
 }
 
@@ -792,7 +841,7 @@ static void mode_hold(const struct opts *o) {
                 die("setup");
         struct tree_mem base = { 0, 0, 0 };
         if (o->pid > 0)
-                base = tree_measure(o->pid);
+                base = tree_measure(o->pid, false);
         uint64_t start = now_ns(), tmo = (uint64_t)(o->timeout * 1e9);
         long next = 0, pending = 0, held = 0, failed = 0;
         const long in_flight = 256;
@@ -883,7 +932,7 @@ static void mode_hold(const struct opts *o) {
         usleep(200000);
         struct tree_mem m = { 0, 0, 0 };
         if (o->pid > 0)
-                m = tree_measure(o->pid);
+                m = tree_measure(o->pid, false);
         /* every held connection must still be open and silent */
         long dropped = 0;
         for (long i = 0; i < nc; i++) {
@@ -902,7 +951,7 @@ static void mode_hold(const struct opts *o) {
         double settle_s = 0;
         if (o->pid > 0) {
                 uint64_t t0 = now_ns();
-                while (now_ns() - t0 < 20000000000u && tree_measure(o->pid).procs > base.procs)
+                while (now_ns() - t0 < 20000000000u && tree_measure(o->pid, true).procs > base.procs)
                         usleep(50000);
                 settle_s = (double)(now_ns() - t0) / 1e9;
         }
@@ -924,7 +973,8 @@ static void mode_hold(const struct opts *o) {
 static void usage(void) {
         fputs("Usage: loadgen MODE [-H HOST] -p PORT [OPTION]...\n"
               "  rate      -c CLIENTS -d SECONDS    connect/send 64 B/echo/close loops\n"
-              "  bulk      -c CONNS -n BYTES        stream and verify BYTES in total\n"
+              "  bulk      -c CONNS -n BYTES [-d S] stream and verify BYTES in total (stop\n"
+              "                                     sending after S seconds if given)\n"
               "  ceiling   -c CONNS -n BYTES        bulk against a built-in no-op sink (no -p)\n"
               "  pingpong  -n COUNT -d SECONDS [-s] 1-byte round trips (-s: 2 bytes, 2 writes)\n"
               "  hold      -n CONNS [-P PID]        hold verified connections, read PID's tree\n"
@@ -980,6 +1030,7 @@ int main(int argc, char **argv) {
                         break;
                 case 'd':
                         o.seconds = atof(optarg);
+                        o.seconds_set = true;
                         break;
                 case 'n':
                         o.amount = parse_size(optarg);
