@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -425,8 +426,7 @@ class Daemon:
         argv = self.argv()
         exe_path = argv[0]
         if self.wrap:
-            exe_path = next((os.path.join(d, "valgrind") for d in os.environ["PATH"].split(":")
-                             if os.access(os.path.join(d, "valgrind"), os.X_OK)), "valgrind")
+            exe_path = shutil.which("valgrind") or "/usr/bin/valgrind"
         env = {k: v for k, v in os.environ.items()
                if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
                             "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "ECHOD_TEST_REEXEC")}

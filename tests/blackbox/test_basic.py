@@ -243,6 +243,11 @@ def test_child_fds(t, exe):
         d = Daemon(exe, ["--log-level", "info"], sockets=[ls, us]).start()
         d.wait_ready()
         listener_inodes = {socket_inode(ls), socket_inode(us)}
+        t.ok(d.children() == [], "no pre-forked pool: no child before the first client",
+             repr(d.children()))
+        t.ok(len(os.listdir(f"/proc/{d.pid}/task")) == 1 or VALGRIND,
+             "the main process has one thread (no threads serving clients)")
+        seen = set()
         for what, addr in (("tcp", ls.getsockname()), ("unix", us.getsockname())):
             with connect(addr, 5 * SLOW) as s:
                 s.sendall(b"x")
@@ -251,6 +256,9 @@ def test_child_fds(t, exe):
                 t.ok(len(kids) == 1, f"{what}: one child ({kids})")
                 if not kids:
                     continue
+                seen.add(kids[0][0])
+                t.ok(len(os.listdir(f"/proc/{kids[0][0]}/task")) == 1 or VALGRIND,
+                     f"{what}: the child is a single-threaded process of its own")
                 fds = fd_targets(kids[0][0])
                 if VALGRIND:
                     fds = {k: v for k, v in fds.items() if k < 1000}  # valgrind's own fds
@@ -278,6 +286,7 @@ def test_child_fds(t, exe):
                 t.ok(all(v in ("/dev/null",) or v.startswith("pipe:") or v.startswith("socket:")
                          for fd, v in fds.items() if fd in (0, 1, 2)),
                      f"{what}: fds 0-2 are what echod was given", repr(fds))
+        t.ok(len(seen) == 2, f"each connection had its own child ({sorted(seen)})")
         t.ok(d.stop() == 0, "stops with status 0")
     finally:
         ls.close()
