@@ -249,6 +249,7 @@ def test_child_fds(t, exe):
              "the main process has one thread (no threads serving clients)")
         seen = set()
         for what, addr in (("tcp", ls.getsockname()), ("unix", us.getsockname())):
+            wait_until(lambda: not d.children(), 10 * SLOW)  # the previous child has exited
             with connect(addr, 5 * SLOW) as s:
                 s.sendall(b"x")
                 recv_exact(s, 1, 5 * SLOW)
