@@ -42,7 +42,7 @@ struct serve {
         uint64_t refused_log_next;
         bool stopping;
         uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
-        bool at_cap;             /* the current at-the-cap episode was logged */
+        bool at_cap;             /* at the cap since the backlog was last empty; logged */
         /* A fault episode: accept() or fork() failing for want of resources. */
         uint64_t paused_until;
         uint64_t pause_usec; /* 0: no episode */
@@ -164,8 +164,10 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 c.conn_fd =
                         accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (c.conn_fd < 0) {
-                        if (errno == EAGAIN)
+                        if (errno == EAGAIN) {
+                                s->at_cap = false; /* nobody waits: an at-the-limit episode is over */
                                 return;
+                        }
                         if (accept_error_is_transient(errno))
                                 continue;
                         fault_pause(s, errno, "accept()", now);
@@ -223,7 +225,18 @@ static unsigned kill_children(struct serve *s, int sig) {
         return n_children(s);
 }
 
+/* "5 s", "0.250 s" */
+static const char *format_seconds(uint64_t usec, char *buf, size_t size) {
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, size, "%" PRIu64 " s", (uint64_t)(usec / USEC_PER_SEC));
+        else
+                snprintf(buf, size, "%" PRIu64 ".%03" PRIu64 " s", (uint64_t)(usec / USEC_PER_SEC),
+                         (uint64_t)(usec % USEC_PER_SEC / USEC_PER_MSEC));
+        return buf;
+}
+
 static void serve_stop(struct serve *s, uint64_t now) {
+        char buf[32];
         unsigned n;
 
         if (s->stopping)
@@ -232,9 +245,8 @@ static void serve_stop(struct serve *s, uint64_t now) {
         notify_stopping(&s->notify);
         n = kill_children(s, SIGTERM);
         s->drain_deadline = now + s->options->drain_timeout_usec;
-        log_notice("stopping: %u client%s draining, up to %" PRIu64 ".%03" PRIu64 " s", n, n == 1 ? "" : "s",
-                   (uint64_t)(s->options->drain_timeout_usec / USEC_PER_SEC),
-                   (uint64_t)(s->options->drain_timeout_usec % USEC_PER_SEC / USEC_PER_MSEC));
+        log_notice("stopping: %u client%s draining, up to %s", n, n == 1 ? "" : "s",
+                   format_seconds(s->options->drain_timeout_usec, buf, sizeof(buf)));
 }
 
 static void serve_signals(struct serve *s, uint64_t now) {
@@ -291,12 +303,12 @@ static int serve_arm(struct serve *s, uint64_t now) {
         bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
 
+        /* One line per episode: it ends when the backlog is found empty (serve_accept). */
         if (full && !s->at_cap && !s->stopping) {
                 log_warning("at the limit of %u clients: accepting paused until one ends",
                             s->options->max_clients);
                 s->at_cap = true;
-        } else if (!full)
-                s->at_cap = false;
+        }
 
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];

@@ -54,7 +54,7 @@ static int64_t now_ms(void) {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* FNV-1a, 64 bit: enough to tell a reordered, lost or altered byte from the right stream. */
@@ -73,7 +73,7 @@ static uint8_t gen_byte(uint64_t i) {
         x ^= x >> 29;
         x *= 0xbf58476d1ce4e5b9ull;
         x ^= x >> 32;
-        return (uint8_t) x;
+        return (uint8_t)x;
 }
 
 static void gen_fill(uint8_t *buf, uint64_t offset, size_t n) {
@@ -98,13 +98,13 @@ static int make_pair(enum pair_kind kind, int ret[2]) {
         lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (lfd < 0)
                 return -errno;
-        if (bind(lfd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
-            getsockname(lfd, (struct sockaddr *) &sa, &len) < 0) {
+        if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
+            getsockname(lfd, (struct sockaddr *)&sa, &len) < 0) {
                 close(lfd);
                 return -errno;
         }
         cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (cfd < 0 || connect(cfd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        if (cfd < 0 || connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 close(lfd);
                 return -errno;
         }
@@ -119,7 +119,7 @@ static int make_pair(enum pair_kind kind, int ret[2]) {
 
 static volatile sig_atomic_t stop_flag;
 static void on_usr1(int sig) {
-        (void) sig;
+        (void)sig;
         stop_flag = 1;
 }
 
@@ -155,7 +155,7 @@ static int server_start(int fds[2], uint64_t idle_usec, struct server *ret) {
                 config.poll_mask = &poll_mask;
                 memset(&result, 0, sizeof(result));
                 echo_stream(fds[0], &config, &result);
-                if (write(p[1], &result, sizeof(result)) != (ssize_t) sizeof(result))
+                if (write(p[1], &result, sizeof(result)) != (ssize_t)sizeof(result))
                         _exit(2);
                 _exit(0);
         }
@@ -172,7 +172,7 @@ static int server_wait(struct server *s, int timeout_ms, struct echo_result *ret
         int r = -ETIMEDOUT, status;
 
         if (poll(&pfd, 1, timeout_ms) == 1)
-                r = read(s->result_fd, ret, sizeof(*ret)) == (ssize_t) sizeof(*ret) ? 0 : -EIO;
+                r = read(s->result_fd, ret, sizeof(*ret)) == (ssize_t)sizeof(*ret) ? 0 : -EIO;
         if (r < 0)
                 kill(s->pid, SIGKILL);
         while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
@@ -183,11 +183,11 @@ static int server_wait(struct server *s, int timeout_ms, struct echo_result *ret
 
 /* The client side of one exchange, non-blocking, bounded by a deadline. */
 struct pump {
-        uint64_t n_send;     /* bytes of the generated stream to send */
-        bool shut;           /* shutdown(SHUT_WR) once all is sent */
-        bool until_eof;      /* keep reading until the server closes */
-        bool no_read;        /* never read (a client that does not read) */
-        size_t read_chunk;   /* bytes per read() (small: a slow reader) */
+        uint64_t n_send;   /* bytes of the generated stream to send */
+        bool shut;         /* shutdown(SHUT_WR) once all is sent */
+        bool until_eof;    /* keep reading until the server closes */
+        bool no_read;      /* never read (a client that does not read) */
+        size_t read_chunk; /* bytes per read() (small: a slow reader) */
         uint64_t n_sent, n_recv;
         uint64_t h_sent, h_recv;
         bool eof, reset;
@@ -216,7 +216,8 @@ static int pump_run(int fd, struct pump *p, int timeout_ms) {
 
                 if (p->eof || p->reset || p->error)
                         return 0;
-                if (!p->shut && !p->until_eof && !p->no_read && p->n_recv == p->n_send && p->n_sent == p->n_send)
+                if (!p->shut && !p->until_eof && !p->no_read && p->n_recv == p->n_send &&
+                    p->n_sent == p->n_send)
                         return 0;
                 if (p->no_read && p->n_sent == p->n_send && (!p->shut || shut_done))
                         return 0;
@@ -230,18 +231,18 @@ static int pump_run(int fd, struct pump *p, int timeout_ms) {
                 }
                 if (!p->no_read)
                         pfd.events |= POLLIN;
-                if (poll(&pfd, 1, (int) (left > 200 ? 200 : left)) <= 0)
+                if (poll(&pfd, 1, (int)(left > 200 ? 200 : left)) <= 0)
                         continue;
                 if (pfd.revents & POLLOUT) {
                         size_t n = p->n_send - p->n_sent > sizeof(out) ? sizeof(out)
-                                                                       : (size_t) (p->n_send - p->n_sent);
+                                                                       : (size_t)(p->n_send - p->n_sent);
                         ssize_t w;
 
                         gen_fill(out, p->n_sent, n);
                         w = send(fd, out, n, MSG_NOSIGNAL);
                         if (w > 0) {
-                                p->h_sent = fnv(p->h_sent, out, (size_t) w);
-                                p->n_sent += (uint64_t) w;
+                                p->h_sent = fnv(p->h_sent, out, (size_t)w);
+                                p->n_sent += (uint64_t)w;
                         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
                                 p->error = -errno;
                         }
@@ -251,8 +252,8 @@ static int pump_run(int fd, struct pump *p, int timeout_ms) {
                         ssize_t r = read(fd, in, chunk);
 
                         if (r > 0) {
-                                p->h_recv = fnv(p->h_recv, in, (size_t) r);
-                                p->n_recv += (uint64_t) r;
+                                p->h_recv = fnv(p->h_recv, in, (size_t)r);
+                                p->n_recv += (uint64_t)r;
                         } else if (r == 0) {
                                 p->eof = true;
                         } else if (errno == ECONNRESET) {
@@ -273,13 +274,13 @@ static bool recv_exact(int fd, uint8_t *buf, size_t n, int timeout_ms) {
                 int64_t left = deadline - now_ms();
                 ssize_t r;
 
-                if (left <= 0 || poll(&pfd, 1, (int) left) <= 0)
+                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
                         return false;
                 r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
                 if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
                         return false;
                 if (r > 0)
-                        got += (size_t) r;
+                        got += (size_t)r;
         }
         return true;
 }
@@ -294,17 +295,17 @@ static ssize_t recv_to_eof(int fd, uint8_t *buf, size_t size, int timeout_ms) {
                 int64_t left = deadline - now_ms();
                 ssize_t r;
 
-                if (left <= 0 || poll(&pfd, 1, (int) left) <= 0)
+                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
                         return -1;
                 r = recv(fd, buf + got, size - got, MSG_DONTWAIT);
                 if (r == 0)
-                        return (ssize_t) got;
+                        return (ssize_t)got;
                 if (r < 0 && errno != EAGAIN && errno != EINTR)
                         return -1;
                 if (r > 0)
-                        got += (size_t) r;
+                        got += (size_t)r;
                 if (got == size)
-                        return (ssize_t) got; /* caller's buffer full: more than expected */
+                        return (ssize_t)got; /* caller's buffer full: more than expected */
         }
 }
 
@@ -318,12 +319,12 @@ static void test_all_bytes(enum pair_kind kind) {
         int fds[2], r;
 
         for (int i = 0; i < 256; i++)
-                sent[i] = (uint8_t) i;
+                sent[i] = (uint8_t)i;
         if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
                 tap(false, "%s: set up", pair_name(kind));
                 return;
         }
-        if (send(fds[1], sent, sizeof(sent), MSG_NOSIGNAL) != (ssize_t) sizeof(sent))
+        if (send(fds[1], sent, sizeof(sent), MSG_NOSIGNAL) != (ssize_t)sizeof(sent))
                 diag("short send");
         shutdown(fds[1], SHUT_WR);
         n = recv_to_eof(fds[1], got, sizeof(got), TIMEOUT_MS);
@@ -333,7 +334,7 @@ static void test_all_bytes(enum pair_kind kind) {
         r = server_wait(&s, TIMEOUT_MS, &res);
         tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == 256 && res.error == 0,
             "%s: result end=eof n_bytes=256 (r=%d end=%s n=%llu)", pair_name(kind), r,
-            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long) res.n_bytes : 0);
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
         close(fds[1]);
 }
 
@@ -352,8 +353,7 @@ static void test_no_newline(enum pair_kind kind) {
                 diag("short send");
         /* the connection stays open: the echo must not wait for a newline or for EOF */
         ok = recv_exact(fds[1], got, 3, valgrind ? 20000 : 2000) && memcmp(got, "abc", 3) == 0;
-        tap(ok, "%s: \"abc\" without a newline comes back while the connection stays open",
-            pair_name(kind));
+        tap(ok, "%s: \"abc\" without a newline comes back while the connection stays open", pair_name(kind));
         close(fds[1]);
         r = server_wait(&s, TIMEOUT_MS, &res);
         tap(r == 0 && res.n_bytes == 3 && (res.end == ECHO_END_EOF || res.end == ECHO_END_RESET),
@@ -388,14 +388,17 @@ static void test_big(enum pair_kind kind, uint64_t size, bool tiny_buffers) {
         pr = pump_run(fds[1], &p, valgrind ? 600000 : 90000);
         tap(pr == 0 && p.eof && p.n_sent == size && p.n_recv == size && p.h_recv == p.h_sent,
             "%s%s: %llu bytes echoed, same FNV-1a hash, then EOF (sent %llu, got %llu, %s, hash %s)",
-            pair_name(kind), tiny_buffers ? " with a tiny SO_SNDBUF" : "", (unsigned long long) size,
-            (unsigned long long) p.n_sent, (unsigned long long) p.n_recv,
-            pr < 0 ? "timed out" : p.eof ? "eof" : "no eof", p.h_recv == p.h_sent ? "equal" : "differs");
+            pair_name(kind), tiny_buffers ? " with a tiny SO_SNDBUF" : "", (unsigned long long)size,
+            (unsigned long long)p.n_sent, (unsigned long long)p.n_recv,
+            pr < 0  ? "timed out"
+            : p.eof ? "eof"
+                    : "no eof",
+            p.h_recv == p.h_sent ? "equal" : "differs");
         r = server_wait(&s, TIMEOUT_MS, &res);
         tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == size,
             "%s: result end=eof, n_bytes=%llu (r=%d end=%s n=%llu)", pair_name(kind),
-            (unsigned long long) size, r, r == 0 ? echo_end_to_string(res.end) : "-",
-            r == 0 ? (unsigned long long) res.n_bytes : 0);
+            (unsigned long long)size, r, r == 0 ? echo_end_to_string(res.end) : "-",
+            r == 0 ? (unsigned long long)res.n_bytes : 0);
         close(fds[1]);
 }
 
@@ -417,19 +420,19 @@ static void test_half_close(enum pair_kind kind) {
         p.no_read = true;
         /* send until the pipes are full (the echo stops reading once it cannot write) */
         pump_run(fds[1], &p, 1000);
-        diag("%s: %llu bytes sent before reading", pair_name(kind), (unsigned long long) p.n_sent);
+        diag("%s: %llu bytes sent before reading", pair_name(kind), (unsigned long long)p.n_sent);
         p.n_send = p.n_sent; /* shut down after what fit, then read all */
         p.no_read = false;
         h_sent = p.h_sent;
         r = pump_run(fds[1], &p, TIMEOUT_MS);
         tap(r == 0 && p.eof && p.n_recv == p.n_sent && p.h_recv == h_sent && p.n_sent > 0,
             "%s: half-close with %llu bytes unread: all sent back, then EOF (got %llu)", pair_name(kind),
-            (unsigned long long) p.n_sent, (unsigned long long) p.n_recv);
+            (unsigned long long)p.n_sent, (unsigned long long)p.n_recv);
         r = server_wait(&s, TIMEOUT_MS, &res);
         tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == p.n_sent,
             "%s: half-close result end=eof n_bytes=%llu (r=%d end=%s n=%llu)", pair_name(kind),
-            (unsigned long long) p.n_sent, r, r == 0 ? echo_end_to_string(res.end) : "-",
-            r == 0 ? (unsigned long long) res.n_bytes : 0);
+            (unsigned long long)p.n_sent, r, r == 0 ? echo_end_to_string(res.end) : "-",
+            r == 0 ? (unsigned long long)res.n_bytes : 0);
         close(fds[1]);
 }
 
@@ -478,17 +481,16 @@ static void test_idle(enum pair_kind kind) {
                 ok = send(fds[1], "x", 1, MSG_NOSIGNAL) == 1 && recv_exact(fds[1], got, 1, 2000);
                 usleep(100000);
         }
-        tap(ok, "%s: a client making progress every 100 ms outlives a 300 ms idle timeout",
-            pair_name(kind));
+        tap(ok, "%s: a client making progress every 100 ms outlives a 300 ms idle timeout", pair_name(kind));
         t0 = now_ms();
         r = server_wait(&s, valgrind ? 30000 : 5000, &res);
         elapsed = now_ms() - t0;
         tap(r == 0 && res.end == ECHO_END_IDLE && res.n_bytes == 10,
             "%s: then silent -> end=idle, n_bytes=10 (r=%d end=%s n=%llu)", pair_name(kind), r,
-            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long) res.n_bytes : 0);
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
         tap(r == 0 && elapsed >= 150 && elapsed < (valgrind ? 20000 : 2000),
             "%s: idle end came about 300 ms after the last progress (%lld ms)", pair_name(kind),
-            (long long) elapsed);
+            (long long)elapsed);
         close(fds[1]);
 }
 
@@ -510,8 +512,7 @@ static void test_idle_no_reader(enum pair_kind kind) {
         r = server_wait(&s, valgrind ? 30000 : 5000, &res);
         tap(r == 0 && res.end == ECHO_END_IDLE,
             "%s: a client that sends and never reads -> end=idle (r=%d end=%s, %llu bytes sent)",
-            pair_name(kind), r, r == 0 ? echo_end_to_string(res.end) : "-",
-            (unsigned long long) p.n_sent);
+            pair_name(kind), r, r == 0 ? echo_end_to_string(res.end) : "-", (unsigned long long)p.n_sent);
         close(fds[1]);
 }
 
@@ -556,7 +557,7 @@ static void test_stop(enum pair_kind kind) {
         r = server_wait(&s, TIMEOUT_MS, &res);
         tap(r == 0 && res.end == ECHO_END_STOP && res.n_bytes == 1000,
             "%s: stop result end=stop n_bytes=1000 (r=%d end=%s n=%llu)", pair_name(kind), r,
-            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long) res.n_bytes : 0);
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
         close(fds[1]);
 }
 
@@ -581,11 +582,12 @@ static void test_stop_pending(enum pair_kind kind) {
         p.until_eof = true; /* no shutdown: the stop alone must end it */
         pump_run(fds[1], &p, TIMEOUT_MS);
         r = server_wait(&s, TIMEOUT_MS, &res);
-        tap(r == 0 && res.end == ECHO_END_STOP && (p.eof || p.reset) && p.n_recv == res.n_bytes && p.n_recv > 0,
+        tap(r == 0 && res.end == ECHO_END_STOP && (p.eof || p.reset) && p.n_recv == res.n_bytes &&
+                    p.n_recv > 0,
             "%s: stop with %llu bytes unread by the client: ends with end=stop, the client gets "
             "n_bytes (%llu) then EOF or a reset (got %llu, r=%d end=%s)",
-            pair_name(kind), (unsigned long long) p.n_sent, r == 0 ? (unsigned long long) res.n_bytes : 0,
-            (unsigned long long) p.n_recv, r, r == 0 ? echo_end_to_string(res.end) : "-");
+            pair_name(kind), (unsigned long long)p.n_sent, r == 0 ? (unsigned long long)res.n_bytes : 0,
+            (unsigned long long)p.n_recv, r, r == 0 ? echo_end_to_string(res.end) : "-");
         close(fds[1]);
 }
 
@@ -594,8 +596,8 @@ static void test_end_strings(void) {
         bool ok = true;
 
         for (int i = 0; i < _ECHO_END_MAX; i++)
-                ok = ok && echo_end_to_string((enum echo_end) i) &&
-                     strcmp(echo_end_to_string((enum echo_end) i), want[i]) == 0;
+                ok = ok && echo_end_to_string((enum echo_end)i) &&
+                     strcmp(echo_end_to_string((enum echo_end)i), want[i]) == 0;
         tap(ok, "echo_end_to_string gives eof, idle, reset, stop, error (the log words)");
 }
 

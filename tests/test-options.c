@@ -125,8 +125,7 @@ static char *describe(const char *const *words) {
 
         buf[0] = '\0';
         for (size_t i = 1; words[i] && len < sizeof(buf) - 1; i++)
-                len += (size_t) snprintf(buf + len, sizeof(buf) - len, "%s'%s'", i > 1 ? " " : "",
-                                         words[i]);
+                len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s'%s'", i > 1 ? " " : "", words[i]);
         return buf;
 }
 
@@ -237,9 +236,9 @@ static void test_defaults(void) {
             "default --max-clients is 1024 (%u)", c.opts.max_clients);
         tap(c.opts.max_per_source == 0, "default --max-per-source is 0 (%u)", c.opts.max_per_source);
         tap(c.opts.idle_timeout_usec == 300ull * 1000000ull, "default --idle-timeout is 300 s (%llu us)",
-            (unsigned long long) c.opts.idle_timeout_usec);
+            (unsigned long long)c.opts.idle_timeout_usec);
         tap(c.opts.drain_timeout_usec == 5ull * 1000000ull, "default --drain-timeout is 5 s (%llu us)",
-            (unsigned long long) c.opts.drain_timeout_usec);
+            (unsigned long long)c.opts.drain_timeout_usec);
         tap(c.opts.log_level == LOG_INFO, "default --log-level is info (%d)", c.opts.log_level);
         tap(c.out[0] == '\0' && c.err[0] == '\0', "a good parse prints nothing");
 }
@@ -247,8 +246,8 @@ static void test_defaults(void) {
 static void test_listen_kinds(void) {
         struct call c;
 
-        call_parse(ARGV("--listen", "7007", "-l", "/run/echo.sock", "--listen-udp", "[::1]:7",
-                        "-u", "127.0.0.1:7", "--listen=127.0.0.1:8", "-l", "[::]:9"),
+        call_parse(ARGV("--listen", "7007", "-l", "/run/echo.sock", "--listen-udp", "[::1]:7", "-u",
+                        "127.0.0.1:7", "--listen=127.0.0.1:8", "-l", "[::]:9"),
                    &c);
         tap(c.r == 0 && c.opts.n_listen == 6, "six listeners parse (r=%d, n=%zu)", c.r, c.opts.n_listen);
         if (c.r != 0 || c.opts.n_listen != 6)
@@ -314,8 +313,8 @@ static void test_good_values(void) {
                             c.err[0] == '\0',
                     "good argv [%s] (r=%d clients=%u per_source=%u idle=%llu drain=%llu level=%d)",
                     describe(g->words), c.r, c.opts.max_clients, c.opts.max_per_source,
-                    (unsigned long long) c.opts.idle_timeout_usec,
-                    (unsigned long long) c.opts.drain_timeout_usec, c.opts.log_level);
+                    (unsigned long long)c.opts.idle_timeout_usec,
+                    (unsigned long long)c.opts.drain_timeout_usec, c.opts.log_level);
         }
 }
 
@@ -381,7 +380,7 @@ static void test_durations(void) {
                 else
                         ok = r == -EINVAL;
                 tap(ok, "options_parse_duration(\"%s\", max %llu) -> %d, %llu us (expected %d%s)", d->s,
-                    (unsigned long long) d->max_usec, r, (unsigned long long) usec, d->r,
+                    (unsigned long long)d->max_usec, r, (unsigned long long)usec, d->r,
                     d->r == 0 ? "" : " or another negative errno for a range error");
         }
 }

@@ -264,8 +264,9 @@ def test_lines_whole(t, exe):
             c.close()
         d.wait_line(r"connection from", 10 * SLOW, count=50)
         d.stop()
+        # children slowed down (valgrind) may still be exiting at the drain timeout
         known = re.compile(r"^(connection from |accepted |ready: |stopping: |stopped: |at the limit "
-                           r"|\d+ libraries )")
+                           r"|\d+ libraries |Drain timeout: killed |connection of pid \d+ ended: killed)")
         bad = [ln for ln in d.lines() if not known.match(ln)]
         got_ports = {int(m.group(2)) for m in conn_lines(d)}
         t.ok(got_ports == ports, "50 connections ending together: one line each, right ports",

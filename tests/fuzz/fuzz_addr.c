@@ -17,13 +17,12 @@
 
 #include "addr.h"
 
-#define CHECK(cond)                                                                         \
-        do {                                                                                \
-                if (!(cond)) {                                                              \
-                        fprintf(stderr, "fuzz_addr: check failed: %s (line %d)\n", #cond,   \
-                                __LINE__);                                                  \
-                        abort();                                                            \
-                }                                                                           \
+#define CHECK(cond)                                                                                          \
+        do {                                                                                                 \
+                if (!(cond)) {                                                                               \
+                        fprintf(stderr, "fuzz_addr: check failed: %s (line %d)\n", #cond, __LINE__);         \
+                        abort();                                                                             \
+                }                                                                                            \
         } while (0)
 
 static void check_text(const char *buf, size_t size) {

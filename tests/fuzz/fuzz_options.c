@@ -15,13 +15,12 @@
 
 #define MAX_ARGS 300
 
-#define CHECK(cond)                                                                           \
-        do {                                                                                  \
-                if (!(cond)) {                                                                \
-                        fprintf(real_stderr, "fuzz_options: check failed: %s (line %d)\n",    \
-                                #cond, __LINE__);                                             \
-                        abort();                                                              \
-                }                                                                             \
+#define CHECK(cond)                                                                                          \
+        do {                                                                                                 \
+                if (!(cond)) {                                                                               \
+                        fprintf(real_stderr, "fuzz_options: check failed: %s (line %d)\n", #cond, __LINE__); \
+                        abort();                                                                             \
+                }                                                                                            \
         } while (0)
 
 static FILE *real_stderr;

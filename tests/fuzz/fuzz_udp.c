@@ -24,13 +24,13 @@
 #include "addr.h"
 #include "udp.h"
 
-#define CHECK(cond)                                                                         \
-        do {                                                                                \
-                if (!(cond)) {                                                              \
-                        fprintf(stderr, "fuzz_udp: check failed: %s (line %d, step %zu)\n", \
-                                #cond, __LINE__, step);                                     \
-                        abort();                                                            \
-                }                                                                           \
+#define CHECK(cond)                                                                                          \
+        do {                                                                                                 \
+                if (!(cond)) {                                                                               \
+                        fprintf(stderr, "fuzz_udp: check failed: %s (line %d, step %zu)\n", #cond, __LINE__, \
+                                step);                                                                       \
+                        abort();                                                                             \
+                }                                                                                            \
         } while (0)
 
 #define MAX_GROUPS 512
@@ -63,8 +63,9 @@ static uint64_t cost_units(size_t n) {
 
 static socklen_t make_source(const uint8_t *sel, uint16_t port, struct sockaddr_storage *ss) {
         static const char *const v4[] = { "127.0.0.1", "127.0.0.2", "10.0.0.1", "192.0.2.7" };
-        static const char *const v6[] = { "::1", "2001:db8::1", "2001:db8::2", "2001:db8:0:1::1",
-                                          "::ffff:127.0.0.1", "fe80::1" };
+        static const char *const v6[] = {
+                "::1", "2001:db8::1", "2001:db8::2", "2001:db8:0:1::1", "::ffff:127.0.0.1", "fe80::1"
+        };
         struct sockaddr_in *sin = (struct sockaddr_in *)ss;
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
         uint8_t s = sel[0];
@@ -148,8 +149,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
                 bool quiet = last_datagram == 0 ||
                              now - last_datagram >= (uint64_t)UDP_SOURCE_BURST * USEC / UDP_SOURCE_RATE + 1;
-                bool quiet_global = last_datagram == 0 ||
-                                    now - last_datagram >= (uint64_t)UDP_GLOBAL_BURST * USEC / UDP_GLOBAL_RATE + 1;
+                bool quiet_global =
+                        last_datagram == 0 ||
+                        now - last_datagram >= (uint64_t)UDP_GLOBAL_BURST * USEC / UDP_GLOBAL_RATE + 1;
 
                 v = udp_admit(u, (struct sockaddr *)&ss, len, n, now);
                 last_datagram = now;
