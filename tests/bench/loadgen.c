@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/sysinfo.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -421,6 +423,16 @@ static int bconn_send(struct bconn *c) {
 /* The no-op sink for the ceiling: reads and discards, and independently sends the same
  * pattern stream the generator expects back. Runs in a forked child; never returns. */
 static void sink_child(int listen_fd, long nc, uint64_t per) {
+        /* run where a server would: on the CPUs the generator is not pinned to, if any */
+        cpu_set_t gen, other;
+        CPU_ZERO(&other);
+        if (sched_getaffinity(0, sizeof gen, &gen) == 0 && CPU_COUNT(&gen) < get_nprocs()) {
+                for (int i = 0; i < get_nprocs() && i < CPU_SETSIZE; i++)
+                        if (!CPU_ISSET(i, &gen))
+                                CPU_SET(i, &other);
+                if (CPU_COUNT(&other) > 0)
+                        sched_setaffinity(0, sizeof other, &other);
+        }
         int ep = epoll_create1(0);
         struct bconn *cs = calloc((size_t)nc, sizeof *cs);
         int null_fd = open("/dev/null", O_WRONLY);
