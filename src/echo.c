@@ -180,9 +180,11 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
         int flags;
 
         *ret = (struct echo_result){};
-        flags = fcntl(conn_fd, F_GETFL);
-        if (flags >= 0 && !(flags & O_NONBLOCK))
-                (void)fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
+        if (!config->nonblocking) {
+                flags = fcntl(conn_fd, F_GETFL);
+                if (flags >= 0 && !(flags & O_NONBLOCK))
+                        (void)fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
+        }
 
         for (;;) {
                 if (!stopping && config->stop && *config->stop) {

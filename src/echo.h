@@ -3,6 +3,7 @@
 #pragma once
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum echo_end {
@@ -16,6 +17,7 @@ enum echo_end {
 
 struct echo_config {
         uint64_t idle_timeout_usec; /* 0: none */
+        bool nonblocking;           /* conn_fd is O_NONBLOCK already */
         /* Set (by a signal handler) when the service stops. May be NULL. The signals that set
          * it should be blocked by the caller and unblocked only while waiting: poll_mask is
          * the mask used while waiting (NULL: the current mask). */

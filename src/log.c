@@ -105,3 +105,46 @@ char *log_sanitize(char *dst, size_t size, const char *src, size_t src_len) {
         dst[i] = '\0';
         return dst;
 }
+
+void log_line_str(struct log_line *l, const char *s) {
+        while (*s && l->n < sizeof(l->text))
+                l->text[l->n++] = *s++;
+}
+
+void log_line_u64(struct log_line *l, uint64_t v) {
+        char digits[20];
+        size_t i = 0;
+
+        do
+                digits[i++] = (char)('0' + v % 10);
+        while ((v /= 10) > 0);
+        while (i > 0 && l->n < sizeof(l->text))
+                l->text[l->n++] = digits[--i];
+}
+
+void log_line_seconds(struct log_line *l, uint64_t usec) {
+        uint64_t ms = usec % 1000000u / 1000u;
+
+        log_line_u64(l, usec / 1000000u);
+        log_line_str(l, ".");
+        log_line_str(l, ms < 10 ? "00" : ms < 100 ? "0" : "");
+        log_line_u64(l, ms);
+}
+
+void log_line_emit(int level, struct log_line *l) {
+        char line[LOG_LINE_MAX];
+        size_t n = 0;
+
+        if (level > max_level)
+                return;
+        if (use_prefix) {
+                line[n++] = '<';
+                line[n++] = (char)('0' + level);
+                line[n++] = '>';
+        }
+        for (size_t i = 0; i < l->n && n < sizeof(line) - 1; i++)
+                line[n++] = l->text[i];
+        line[n++] = '\n';
+        while (write(STDERR_FILENO, line, n) < 0 && errno == EINTR)
+                ;
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <syslog.h>
 
 /* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. */
@@ -22,6 +23,20 @@ int log_errno(int level, int error, const char *format, ...) __attribute__((form
 #define log_error(...)                log_msg(LOG_ERR, __VA_ARGS__)
 #define log_error_errno(error, ...)   log_errno(LOG_ERR, (error), __VA_ARGS__)
 #define log_warning_errno(error, ...) log_errno(LOG_WARNING, (error), __VA_ARGS__)
+
+/* A log line built without stdio, for the child's one line per connection: a forked
+ * child that formats through vfprintf() pays page faults for every libc page that code
+ * spans. Appends stop silently at the end of the buffer. */
+struct log_line {
+        char text[512];
+        size_t n;
+};
+void log_line_str(struct log_line *l, const char *s);
+void log_line_u64(struct log_line *l, uint64_t v);
+/* "1.234" from microseconds: seconds with three decimals */
+void log_line_seconds(struct log_line *l, uint64_t usec);
+/* Writes it (prefix, newline, one write(2)) if level is logged. */
+void log_line_emit(int level, struct log_line *l);
 
 /* Copies src into dst (size >= 1), replacing every byte that is not printable ASCII with
  * '?': for text a peer controls (AF_UNIX paths). Returns dst. */

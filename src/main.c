@@ -57,6 +57,8 @@ int main(int argc, char *argv[]) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
         sigaction(SIGPIPE, &ignore, NULL);
 
+        client_setup();
+
         r = listen_fds_get(&options, &listeners);
         if (r == -ENOENT) {
                 log_error("No sockets to serve: start echod from its socket unit (systemctl start "

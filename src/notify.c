@@ -5,23 +5,40 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
 
+/* The notify socket's path, kept out of the environment: children are forked without it
+ * and so cannot notify, whatever they run. It is in the environment only while
+ * sd_notify() reads it. */
+static char *notify_socket;
+
 static void send_state(const char *state) {
-        /* unset_environment=0: an unset NOTIFY_SOCKET would silence every later message.
-         * Children must not notify; they drop the variable themselves. */
-        int r = sd_notify(0, state);
+        int r;
+
+        if (!notify_socket || setenv("NOTIFY_SOCKET", notify_socket, 1) < 0)
+                return;
+        r = sd_notify(0, state);
+        unsetenv("NOTIFY_SOCKET");
         if (r < 0)
                 log_debug("Failed to notify the service manager: %s", state);
 }
 
 void notify_setup(struct notify *n, uint64_t now) {
+        const char *e = getenv("NOTIFY_SOCKET");
         uint64_t usec = 0;
 
-        *n = (struct notify){ .enabled = getenv("NOTIFY_SOCKET") != NULL };
-        if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        *n = (struct notify){};
+        if (e) {
+                free(notify_socket);
+                notify_socket = strdup(e);
+                unsetenv("NOTIFY_SOCKET");
+                n->enabled = notify_socket != NULL;
+        }
+        /* unset_environment=1: WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
+        if (sd_watchdog_enabled(1, &usec) > 0 && usec > 0) {
                 n->watchdog_usec = usec;
                 n->watchdog_next = now + usec / 2;
         }

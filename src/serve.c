@@ -32,6 +32,7 @@ struct serve {
         const struct options *options;
         struct listeners *listeners;
         struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
+        struct signalfd_siginfo siginfo[16];
         int signal_fd;
         struct map *children; /* pid -> source key */
         struct map *sources;  /* source key -> live connections; only with --max-per-source */
@@ -42,7 +43,7 @@ struct serve {
         uint64_t refused_log_next;
         bool stopping;
         uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
-        bool at_cap;             /* at the cap since the backlog was last empty; logged */
+        bool at_cap;             /* at the cap since the backlog was last seen empty; logged */
         /* A fault episode: accept() or fork() failing for want of resources. */
         uint64_t paused_until;
         uint64_t pause_usec; /* 0: no episode */
@@ -155,44 +156,41 @@ static void source_release(struct serve *s, uint64_t source) {
                 (void)map_put(s->sources, source, n - 1);
 }
 
+/* Takes one connection: poll() says when there is another. Looping until EAGAIN would
+ * cost a failed accept4() per connection at low load, and its errno write a page fault in
+ * the parent (every page it writes is copy-on-write after each fork). */
 static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        for (unsigned i = 0; i < ACCEPT_BATCH && n_children(s) < s->options->max_clients; i++) {
-                struct client c = { .idle_timeout_usec = s->options->idle_timeout_usec };
-                int r;
+        struct client c = { .idle_timeout_usec = s->options->idle_timeout_usec, .nonblocking = true };
+        uint64_t source;
+        int r;
 
-                c.peer_len = sizeof(c.peer);
-                c.conn_fd =
-                        accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (c.conn_fd < 0) {
-                        if (errno == EAGAIN) {
-                                s->at_cap = false; /* nobody waits: an at-the-limit episode is over */
-                                return;
-                        }
-                        if (accept_error_is_transient(errno))
-                                continue;
+        c.peer_len = sizeof(c.peer);
+        c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c.conn_fd < 0) {
+                if (errno != EAGAIN && !accept_error_is_transient(errno))
                         fault_pause(s, errno, "accept()", now);
-                        return;
-                }
-                c.start_usec = now;
-                uint64_t source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
-                if (source_is_full(s, source)) {
-                        /* Closed at once: the peer sees its connection end with no data. */
-                        close(c.conn_fd);
-                        s->n_refused++;
-                        notify_status_changed(&s->notify);
-                        continue;
-                }
-                r = serve_spawn(s, &c, source);
-                if (r < 0) {
-                        fault_pause(s, r, "fork()", now);
-                        return;
-                }
-                fault_end(s);
+                return;
         }
+        c.start_usec = now;
+        source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
+        if (source_is_full(s, source)) {
+                /* Closed at once: the peer sees its connection end with no data. */
+                close(c.conn_fd);
+                s->n_refused++;
+                notify_status_changed(&s->notify);
+                return;
+        }
+        r = serve_spawn(s, &c, source);
+        if (r < 0) {
+                fault_pause(s, r, "fork()", now);
+                return;
+        }
+        fault_end(s);
 }
 
 static void serve_reap(struct serve *s) {
-        for (;;) {
+        /* Only while there are children: waitpid() with none fails and writes errno. */
+        while (map_size(s->children) > 0) {
                 int status;
                 uint64_t source;
                 pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -250,11 +248,11 @@ static void serve_stop(struct serve *s, uint64_t now) {
 }
 
 static void serve_signals(struct serve *s, uint64_t now) {
-        struct signalfd_siginfo si[16];
+        struct signalfd_siginfo *si = s->siginfo;
         ssize_t n;
 
         /* One read takes every pending signal (they coalesce: a handful at most). */
-        n = read(s->signal_fd, si, sizeof(si));
+        n = read(s->signal_fd, si, sizeof(s->siginfo));
         for (ssize_t i = 0; i < n / (ssize_t)sizeof(si[0]); i++) {
                 switch (si[i].ssi_signo) {
                 case SIGCHLD:
@@ -323,6 +321,10 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 deadline = s->paused_until;
         if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)
                 deadline = s->drain_deadline;
+        /* Below the cap again during an at-the-limit episode: look at the backlog without
+         * waiting; if nobody is there, the loop ends the episode. */
+        if (s->at_cap && accepting)
+                return 0;
         if (deadline == UINT64_MAX)
                 return -1;
         if (deadline <= now)
@@ -370,9 +372,6 @@ static int serve_setup(struct serve *s) {
                 }
         }
 
-        s->pfds = calloc(1 + s->listeners->n, sizeof(struct pollfd));
-        if (!s->pfds)
-                return log_error_errno(ENOMEM, "Failed to allocate poll set: %m");
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)
                 s->pfds[1 + i].events = POLLIN;
@@ -393,12 +392,23 @@ static void serve_ready(struct serve *s, uint64_t now) {
 }
 
 int serve_loop(const struct options *options, struct listeners *listeners) {
-        struct serve s = { .options = options, .listeners = listeners, .signal_fd = -1 };
+        /* The loop's state and poll set live in parent-only memory: after each fork the
+         * parent writes them without copy-on-write faults. */
+        size_t size = sizeof(struct serve) + (1 + listeners->n) * sizeof(struct pollfd);
+        struct serve *s = map_alloc_parent_only(size);
         uint64_t now = clock_now_usec();
         int r;
 
-        notify_setup(&s.notify, now);
-        r = serve_setup(&s);
+        if (!s)
+                return log_error_errno(ENOMEM, "Failed to allocate the accept loop's state: %m");
+        *s = (struct serve){
+                .options = options,
+                .listeners = listeners,
+                .pfds = (struct pollfd *)(s + 1),
+                .signal_fd = -1,
+        };
+        notify_setup(&s->notify, now);
+        r = serve_setup(s);
         if (r < 0)
                 goto finish;
         r = lean_setup();
@@ -408,37 +418,41 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         else
                 log_debug("%d libraries left out of children", r);
         r = 0;
-        serve_ready(&s, now);
+        serve_ready(s, now);
 
-        while (!s.stopping || n_children(&s) > 0) {
-                int timeout_ms = serve_arm(&s, now);
+        while (!s->stopping || n_children(s) > 0) {
+                int timeout_ms = serve_arm(s, now);
 
-                if (poll(s.pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
+                if (poll(s->pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
                         r = log_error_errno(errno, "poll() failed: %m");
                         break;
                 }
                 now = clock_now_usec();
-                if (s.pfds[0].revents)
-                        serve_signals(&s, now);
+                if (s->pfds[0].revents)
+                        serve_signals(s, now);
                 for (size_t i = 0; i < listeners->n; i++) {
-                        if (!(s.pfds[1 + i].revents & POLLIN))
-                                continue;
-                        if (listeners->items[i].type == LISTENER_STREAM)
-                                serve_accept(&s, &listeners->items[i], now);
-                        else
-                                udp_serve(s.udp, listeners->items[i].fd, now);
+                        const struct listener *l = &listeners->items[i];
+                        bool readable = s->pfds[1 + i].revents & POLLIN;
+
+                        if (l->type != LISTENER_STREAM) {
+                                if (readable)
+                                        udp_serve(s->udp, l->fd, now);
+                        } else if (readable)
+                                serve_accept(s, l, now);
+                        else if (s->pfds[1 + i].fd >= 0)
+                                s->at_cap = false; /* polled and nobody waits: the episode is over */
                 }
-                serve_timers(&s, now);
+                serve_timers(s, now);
         }
         if (r == 0)
-                log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s.n_served, s.n_refused);
+                log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
 
 finish:
-        map_free(s.children);
-        map_free(s.sources);
-        udp_free(s.udp);
-        free(s.pfds);
-        if (s.signal_fd >= 0)
-                close(s.signal_fd);
+        map_free(s->children);
+        map_free(s->sources);
+        udp_free(s->udp);
+        if (s->signal_fd >= 0)
+                close(s->signal_fd);
+        map_free_parent_only(s, size);
         return r;
 }
