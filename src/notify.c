@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
+#include "libsystemd.h"
 #include "log.h"
 
 /* The notify socket's path, kept out of the environment: children are forked without it
@@ -16,21 +16,33 @@
 static char *notify_socket;
 
 static void send_state(const char *state) {
+        struct libsystemd sd;
         int r;
 
-        if (!notify_socket || setenv("NOTIFY_SOCKET", notify_socket, 1) < 0)
+        if (!notify_socket || libsystemd_open(&sd) < 0)
                 return;
-        r = sd_notify(0, state);
-        unsetenv("NOTIFY_SOCKET");
-        if (r < 0)
-                log_debug("Failed to notify the service manager: %s", state);
+        if (setenv("NOTIFY_SOCKET", notify_socket, 1) == 0) {
+                r = sd.notify(0, state);
+                unsetenv("NOTIFY_SOCKET");
+                if (r < 0)
+                        log_debug("Failed to notify the service manager: %s", state);
+        }
+        libsystemd_close(&sd);
 }
 
 void notify_setup(struct notify *n, uint64_t now) {
         const char *e = getenv("NOTIFY_SOCKET");
+        struct libsystemd sd;
         uint64_t usec = 0;
 
         *n = (struct notify){};
+        if (!e && !getenv("WATCHDOG_USEC"))
+                return;
+        if (libsystemd_open(&sd) < 0) {
+                log_warning("NOTIFY_SOCKET is set but libsystemd.so.0 cannot be loaded: "
+                            "the service manager will not hear from echod");
+                return;
+        }
         if (e) {
                 free(notify_socket);
                 notify_socket = strdup(e);
@@ -38,10 +50,11 @@ void notify_setup(struct notify *n, uint64_t now) {
                 n->enabled = notify_socket != NULL;
         }
         /* unset_environment=1: WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
-        if (sd_watchdog_enabled(1, &usec) > 0 && usec > 0) {
+        if (sd.watchdog_enabled(1, &usec) > 0 && usec > 0) {
                 n->watchdog_usec = usec;
                 n->watchdog_next = now + usec / 2;
         }
+        libsystemd_close(&sd);
 }
 
 void notify_ready(struct notify *n, const char *status, uint64_t now) {

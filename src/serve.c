@@ -18,7 +18,6 @@
 
 #include "client.h"
 #include "clock.h"
-#include "lean.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
@@ -112,7 +111,9 @@ static bool accept_error_is_transient(int error) {
 /* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
  * connection was closed). */
 static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
-        pid_t pid = lean_fork();
+        /* _Fork(): fork() semantics without the atfork handlers and the locking around
+         * them, which a single-threaded process does not need. */
+        pid_t pid = _Fork();
 
         if (pid == 0)
                 client_run_child(c);
@@ -411,13 +412,6 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         r = serve_setup(s);
         if (r < 0)
                 goto finish;
-        r = lean_setup();
-        if (r < 0)
-                log_warning("A library's fork handler needs libraries children do without: "
-                            "children keep every library (slower forks)");
-        else
-                log_debug("%d libraries left out of children", r);
-        r = 0;
         serve_ready(s, now);
 
         while (!s->stopping || n_children(s) > 0) {
