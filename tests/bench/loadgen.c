@@ -35,13 +35,14 @@
 #endif
 
 #define RATE_MSG 64
-#define CHUNK (256 * 1024)
+#define CHUNK    (256 * 1024)
 /* The bulk stream repeats a pseudo-random block whose odd length matches no buffer size. */
 #define PATTERN_LEN ((1u << 20) + 4093u)
 
 enum err_class { E_REFUSED, E_RESET, E_TIMEOUT, E_MISMATCH, E_EOF, E_ADDR, E_OTHER, E_MAX };
-static const char *const err_name[E_MAX] = { "refused", "reset", "timeout", "mismatch",
-                                             "eof", "addr", "other" };
+static const char *const err_name[E_MAX] = {
+        "refused", "reset", "timeout", "mismatch", "eof", "addr", "other"
+};
 
 struct opts {
         const char *host;
@@ -52,7 +53,7 @@ struct opts {
         pid_t pid;
         bool split;
         bool seconds_set; /* -d given: for bulk, a cap on the sending time */
-        bool spread; /* bind to 127.0.0.x before connect */
+        bool spread;      /* bind to 127.0.0.x before connect */
         double timeout;
 };
 
@@ -105,8 +106,8 @@ static void raise_nofile(rlim_t want) {
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                 die("setrlimit(RLIMIT_NOFILE)");
         if (rl.rlim_cur < want)
-                fprintf(stderr, "loadgen: only %ju descriptors allowed, wanted %ju\n",
-                        (uintmax_t)rl.rlim_cur, (uintmax_t)want);
+                fprintf(stderr, "loadgen: only %ju descriptors allowed, wanted %ju\n", (uintmax_t)rl.rlim_cur,
+                        (uintmax_t)want);
 }
 
 /* A non-blocking socket connecting to dest, from the next 127.0.0.x (x in 2..251) when
@@ -347,8 +348,8 @@ static void mode_rate(const struct opts *o) {
         double secs = o->seconds;
         printf("mode=rate clients=%ld seconds=%.2f conns=%" PRIu64 " rate=%.1f p50_us=%.1f "
                "p99_us=%.1f max_us=%.1f",
-               nc, secs, done_in_window, (double)done_in_window / secs, pct_us(&lat, 50),
-               pct_us(&lat, 99), pct_us(&lat, 100));
+               nc, secs, done_in_window, (double)done_in_window / secs, pct_us(&lat, 50), pct_us(&lat, 99),
+               pct_us(&lat, 100));
         print_errors();
         close(ep);
         free(lat.v);
@@ -406,8 +407,7 @@ static int bconn_send(struct bconn *c) {
         }
         if (c->queued == c->tx && c->queued < c->per) {
                 uint64_t left = c->per - c->queued;
-                struct iovec iov = { pattern + c->queued % PATTERN_LEN,
-                                     left < CHUNK ? (size_t)left : CHUNK };
+                struct iovec iov = { pattern + c->queued % PATTERN_LEN, left < CHUNK ? (size_t)left : CHUNK };
                 ssize_t n = vmsplice(c->pipe_w, &iov, 1, SPLICE_F_NONBLOCK);
                 if (n < 0)
                         return errno == EAGAIN ? 0 : errno;
@@ -464,8 +464,7 @@ static void sink_child(int listen_fd, long nc, uint64_t per) {
                                         _exit(5);
                                 if (c->tx == c->per) {
                                         shutdown(c->fd, SHUT_WR);
-                                        struct epoll_event ev = { .events = EPOLLIN,
-                                                                  .data = evs[k].data };
+                                        struct epoll_event ev = { .events = EPOLLIN, .data = evs[k].data };
                                         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
                                 }
                         }
@@ -484,8 +483,7 @@ static void sink_child(int listen_fd, long nc, uint64_t per) {
                                 } else if (r == 0) {
                                         /* keep sending until done, stop polling the EOF */
                                         c->shut = true;
-                                        struct epoll_event ev = { .events = EPOLLOUT,
-                                                                  .data = evs[k].data };
+                                        struct epoll_event ev = { .events = EPOLLOUT, .data = evs[k].data };
                                         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
                                 } else if (r < 0 && errno != EAGAIN) {
                                         _exit(5);
@@ -509,8 +507,8 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
                 struct sockaddr_in a = { .sin_family = AF_INET };
                 a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
                 socklen_t len = sizeof a;
-                if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 ||
-                    listen(lfd, 64) < 0 || getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
+                if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 64) < 0 ||
+                    getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
                         die("sink listener");
                 dest = a;
                 sink = fork();
@@ -586,8 +584,7 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
                                 fail = bconn_send(c);
                                 if (!fail && c->tx == c->per) {
                                         shutdown(c->fd, SHUT_WR);
-                                        struct epoll_event ev = { .events = EPOLLIN,
-                                                                  .data = evs[k].data };
+                                        struct epoll_event ev = { .events = EPOLLIN, .data = evs[k].data };
                                         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
                                 }
                         }
@@ -595,8 +592,7 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
                                 ssize_t r = recv(c->fd, buf, CHUNK, 0);
                                 if (r > 0) {
                                         if (c->rx + (uint64_t)r > c->per ||
-                                            memcmp(buf, pattern + c->rx % PATTERN_LEN,
-                                                   (size_t)r) != 0) {
+                                            memcmp(buf, pattern + c->rx % PATTERN_LEN, (size_t)r) != 0) {
                                                 errors[E_MISMATCH]++;
                                                 fail = -1;
                                         } else {
@@ -636,10 +632,8 @@ static void mode_bulk(const struct opts *o, bool ceiling) {
         }
         if (verified != sent && errors[E_MISMATCH] + errors[E_EOF] + errors[E_TIMEOUT] == 0)
                 errors[E_EOF]++;
-        printf("mode=%s conns=%ld bytes=%" PRIu64 " verified=%" PRIu64
-               " capped=%d seconds=%.3f mbps=%.1f",
-               ceiling ? "ceiling" : "bulk", nc, sent, verified, capped, secs,
-               (double)verified / secs / 1e6);
+        printf("mode=%s conns=%ld bytes=%" PRIu64 " verified=%" PRIu64 " capped=%d seconds=%.3f mbps=%.1f",
+               ceiling ? "ceiling" : "bulk", nc, sent, verified, capped, secs, (double)verified / secs / 1e6);
         print_errors();
         close(ep);
         free(cs);
@@ -723,8 +717,8 @@ static void mode_pingpong(const struct opts *o) {
         close(fd);
         close(ep);
         qsort(lat.v, lat.n, sizeof *lat.v, cmp_u64);
-        printf("mode=pingpong split=%d count=%zu p50_us=%.1f p99_us=%.1f max_us=%.1f", o->split,
-               lat.n, pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&lat, 100));
+        printf("mode=pingpong split=%d count=%zu p50_us=%.1f p99_us=%.1f max_us=%.1f", o->split, lat.n,
+               pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&lat, 100));
         print_errors();
         free(lat.v);
 }
@@ -892,8 +886,7 @@ static void mode_hold(const struct opts *o) {
                                         e = errno ? errno : EIO;
                                 if (!e) {
                                         c->state = 1;
-                                        struct epoll_event ev = { .events = EPOLLIN,
-                                                                  .data.u32 = idx };
+                                        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = idx };
                                         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
                                 }
                         } else {
@@ -975,8 +968,8 @@ static void mode_hold(const struct opts *o) {
                " pte_kib=%" PRIu64 " base_pss_kib=%" PRIu64 " base_pte_kib=%" PRIu64
                " pss_per_client_kib=%.1f pte_per_client_kib=%.1f mem_per_client_kib=%.1f "
                "settle_s=%.2f",
-               nc, ok, open_s, m.procs, base.procs, m.pss_kib, m.pte_kib, base.pss_kib,
-               base.pte_kib, pss_pc, pte_pc, pss_pc + pte_pc, settle_s);
+               nc, ok, open_s, m.procs, base.procs, m.pss_kib, m.pte_kib, base.pss_kib, base.pte_kib, pss_pc,
+               pte_pc, pss_pc + pte_pc, settle_s);
         print_errors();
         close(ep);
         free(cs);
@@ -1024,8 +1017,14 @@ int main(int argc, char **argv) {
         if (argc < 2)
                 usage();
         const char *mode = argv[1];
-        struct opts o = { .host = "127.0.0.1", .port = 0, .clients = 1, .seconds = 3,
-                          .amount = 0, .pid = 0, .split = false, .spread = true,
+        struct opts o = { .host = "127.0.0.1",
+                          .port = 0,
+                          .clients = 1,
+                          .seconds = 3,
+                          .amount = 0,
+                          .pid = 0,
+                          .split = false,
+                          .spread = true,
                           .timeout = 10 };
         optind = 2;
         int opt;

@@ -106,8 +106,7 @@ int main(int argc, char **argv) {
         int one = 1;
         int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         int ep = epoll_create1(0);
-        if (!conns || lfd < 0 || ep < 0 ||
-            setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        if (!conns || lfd < 0 || ep < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
             bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 4096) < 0) {
                 perror("ref-epoll: listen");
                 return 1;

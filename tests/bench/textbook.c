@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAXLINE 8192
+#define MAXLINE     8192
 #define RIO_BUFSIZE 8192
-#define LISTENQ 1024
+#define LISTENQ     1024
 
 typedef struct {
         int rio_fd;
