@@ -139,6 +139,8 @@ def test_stopping(t, exe):
             d = Daemon(exe, [], sockets=[ls]).start()
             d.wait_ready()
             st = d.stop(sig)
+            # sent before the exit, but the collector thread may not have read it yet
+            d.notify.wait_for(lambda m: "STOPPING=1" in m[3].split("\n"), 2 * SLOW)
             stopping = [m for m in d.notify.snapshot() if "STOPPING=1" in m[3].split("\n")]
             t.ok(st == 0, f"{sig.name}: exit status 0 ({st})", d.stderr_text())
             t.ok(len(stopping) == 1 and stopping[0][1] == d.pid,
