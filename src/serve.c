@@ -18,12 +18,12 @@
 
 #include "client.h"
 #include "clock.h"
+#include "children.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
 #include "udp.h"
 
-#define ACCEPT_BATCH   64
 #define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
 #define PAUSE_MAX_USEC (1 * USEC_PER_SEC)
 
@@ -33,9 +33,8 @@ struct serve {
         struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
         struct signalfd_siginfo siginfo[16];
         int signal_fd;
-        struct map *children; /* pid -> source key */
-        struct map *sources;  /* source key -> live connections; only with --max-per-source */
-        struct udp *udp;      /* only with UDP sockets */
+        struct children *children;
+        struct udp *udp; /* only with UDP sockets */
         struct notify notify;
         uint64_t n_served, n_refused;
         uint64_t n_refused_logged; /* refusals at the last log line */
@@ -51,13 +50,9 @@ struct serve {
 
 #define REFUSED_LOG_INTERVAL (10 * USEC_PER_SEC)
 
-static unsigned n_children(const struct serve *s) {
-        return (unsigned)map_size(s->children);
-}
-
 static void format_status(const struct serve *s, char *buf, size_t size) {
         int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
-                         n_children(s), s->options->max_clients, s->n_served, s->n_refused);
+                         children_count(s->children), s->options->max_clients, s->n_served, s->n_refused);
 
         if (s->udp && n > 0 && (size_t)n < size) {
                 uint64_t echoed, dropped;
@@ -120,13 +115,7 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
         close(c->conn_fd);
         if (pid < 0)
                 return -errno;
-        /* Cannot fail: the table has room for max_clients and we are below that. */
-        (void)map_put(s->children, (uint64_t)pid, source);
-        if (s->sources && source != ADDR_SOURCE_NONE) {
-                uint64_t n = 0;
-                (void)map_get(s->sources, source, &n);
-                (void)map_put(s->sources, source, n + 1);
-        }
+        children_add(s->children, pid, source);
         s->n_served++;
         notify_status_changed(&s->notify);
         if (log_get_level() >= LOG_DEBUG) {
@@ -135,26 +124,6 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
                 log_debug("accepted %s (pid %d)", peer, (int)pid);
         }
         return 0;
-}
-
-static bool source_is_full(const struct serve *s, uint64_t source) {
-        uint64_t n = 0;
-
-        if (!s->sources || source == ADDR_SOURCE_NONE)
-                return false;
-        (void)map_get(s->sources, source, &n);
-        return n >= s->options->max_per_source;
-}
-
-static void source_release(struct serve *s, uint64_t source) {
-        uint64_t n = 0;
-
-        if (!s->sources || source == ADDR_SOURCE_NONE || !map_get(s->sources, source, &n))
-                return;
-        if (n <= 1)
-                (void)map_remove(s->sources, source, NULL);
-        else
-                (void)map_put(s->sources, source, n - 1);
 }
 
 /* Takes one connection: poll() says when there is another. Looping until EAGAIN would
@@ -174,7 +143,7 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         }
         c.start_usec = now;
         source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
-        if (source_is_full(s, source)) {
+        if (children_source_full(s->children, source)) {
                 /* Closed at once: the peer sees its connection end with no data. */
                 close(c.conn_fd);
                 s->n_refused++;
@@ -191,16 +160,14 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
 
 static void serve_reap(struct serve *s) {
         /* Only while there are children: waitpid() with none fails and writes errno. */
-        while (map_size(s->children) > 0) {
+        while (children_count(s->children) > 0) {
                 int status;
-                uint64_t source;
                 pid_t pid = waitpid(-1, &status, WNOHANG);
 
                 if (pid <= 0)
                         return;
-                if (!map_remove(s->children, (uint64_t)pid, &source))
+                if (!children_remove(s->children, pid))
                         continue;
-                source_release(s, source);
                 notify_status_changed(&s->notify);
                 if (!WIFSIGNALED(status))
                         continue;
@@ -211,17 +178,6 @@ static void serve_reap(struct serve *s) {
                         log_warning("Child %d was killed by signal %s", (int)pid,
                                     strsignal(WTERMSIG(status)));
         }
-}
-
-static void kill_one(uint64_t pid, uint64_t source, void *userdata) {
-        int sig = *(int *)userdata;
-        (void)source;
-        (void)kill((pid_t)pid, sig);
-}
-
-static unsigned kill_children(struct serve *s, int sig) {
-        map_foreach(s->children, kill_one, &sig);
-        return n_children(s);
 }
 
 /* "5 s", "0.250 s" */
@@ -242,7 +198,7 @@ static void serve_stop(struct serve *s, uint64_t now) {
                 return;
         s->stopping = true;
         notify_stopping(&s->notify);
-        n = kill_children(s, SIGTERM);
+        n = children_kill(s->children, SIGTERM);
         s->drain_deadline = now + s->options->drain_timeout_usec;
         log_notice("stopping: %u client%s draining, up to %s", n, n == 1 ? "" : "s",
                    format_seconds(s->options->drain_timeout_usec, buf, sizeof(buf)));
@@ -271,7 +227,7 @@ static void serve_signals(struct serve *s, uint64_t now) {
 
 static void serve_timers(struct serve *s, uint64_t now) {
         if (s->stopping && s->drain_deadline != 0 && now >= s->drain_deadline) {
-                unsigned n = kill_children(s, SIGKILL);
+                unsigned n = children_kill(s->children, SIGKILL);
                 if (n > 0)
                         log_warning("Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
                 s->drain_deadline = 0;
@@ -296,7 +252,7 @@ static void serve_timers(struct serve *s, uint64_t now) {
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
-        bool full = n_children(s) >= s->options->max_clients;
+        bool full = children_full(s->children);
         bool paused = s->pause_usec != 0 && now < s->paused_until;
         bool accepting = !s->stopping && !full && !paused;
         bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
@@ -346,16 +302,10 @@ static int serve_setup(struct serve *s) {
         if (s->signal_fd < 0)
                 return log_error_errno(errno, "Failed to create signalfd: %m");
 
-        r = map_new(s->options->max_clients, &s->children);
+        r = children_new(s->options->max_clients, s->options->max_per_source, &s->children);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
-        /* At most one entry per live connection: it can never be full. */
-        if (s->options->max_per_source > 0) {
-                r = map_new(s->options->max_clients, &s->sources);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to allocate the per-source table: %m");
-        }
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];
                 if (l->type != LISTENER_DGRAM)
@@ -414,7 +364,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 goto finish;
         serve_ready(s, now);
 
-        while (!s->stopping || n_children(s) > 0) {
+        while (!s->stopping || children_count(s->children) > 0) {
                 int timeout_ms = serve_arm(s, now);
 
                 if (poll(s->pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
@@ -442,8 +392,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
 
 finish:
-        map_free(s->children);
-        map_free(s->sources);
+        children_free(s->children);
         udp_free(s->udp);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);

@@ -1,0 +1,91 @@
+/* Two maps in parent-only memory: pid -> source key, and source key -> live connections.
+ * The second holds one entry per source with a live connection, so it is sized like the
+ * first and can never fill. */
+#include "children.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "addr.h"
+#include "map.h"
+
+struct children {
+        struct map *pids;    /* pid -> source key */
+        struct map *sources; /* source key -> count; NULL without a per-source cap */
+        unsigned max, max_per_source;
+};
+
+int children_new(unsigned max, unsigned max_per_source, struct children **ret) {
+        struct children *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        c->max = max;
+        c->max_per_source = max_per_source;
+        if (map_new(max, &c->pids) < 0 || (max_per_source > 0 && map_new(max, &c->sources) < 0)) {
+                children_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+void children_free(struct children *c) {
+        if (!c)
+                return;
+        map_free(c->pids);
+        map_free(c->sources);
+        free(c);
+}
+
+unsigned children_count(const struct children *c) {
+        return (unsigned)map_size(c->pids);
+}
+
+bool children_full(const struct children *c) {
+        return children_count(c) >= c->max;
+}
+
+bool children_source_full(const struct children *c, uint64_t source) {
+        uint64_t n = 0;
+
+        if (!c->sources || source == ADDR_SOURCE_NONE)
+                return false;
+        (void)map_get(c->sources, source, &n);
+        return n >= c->max_per_source;
+}
+
+void children_add(struct children *c, pid_t pid, uint64_t source) {
+        uint64_t n = 0;
+
+        (void)map_put(c->pids, (uint64_t)pid, source);
+        if (!c->sources || source == ADDR_SOURCE_NONE)
+                return;
+        (void)map_get(c->sources, source, &n);
+        (void)map_put(c->sources, source, n + 1);
+}
+
+bool children_remove(struct children *c, pid_t pid) {
+        uint64_t source, n = 0;
+
+        if (!map_remove(c->pids, (uint64_t)pid, &source))
+                return false;
+        if (!c->sources || source == ADDR_SOURCE_NONE || !map_get(c->sources, source, &n))
+                return true;
+        if (n <= 1)
+                (void)map_remove(c->sources, source, NULL);
+        else
+                (void)map_put(c->sources, source, n - 1);
+        return true;
+}
+
+static void kill_one(uint64_t pid, uint64_t source, void *userdata) {
+        (void)source;
+        (void)kill((pid_t)pid, *(const int *)userdata);
+}
+
+unsigned children_kill(const struct children *c, int sig) {
+        map_foreach(c->pids, kill_one, &sig);
+        return children_count(c);
+}

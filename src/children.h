@@ -1,0 +1,25 @@
+/* The live children of the accept loop: which pids, and how many per client source
+ * (--max-per-source). What keeps the active count exact and lets a stop reach them all. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct children;
+
+/* Room for max children; max_per_source 0: no per-source cap. Returns 0 or -ENOMEM. */
+int children_new(unsigned max, unsigned max_per_source, struct children **ret);
+void children_free(struct children *c);
+
+unsigned children_count(const struct children *c);
+bool children_full(const struct children *c);
+/* True when source (addr_source_key()) has max_per_source live connections already. */
+bool children_source_full(const struct children *c, uint64_t source);
+
+/* Records a new child serving source. Never fails below the cap (the caller checks). */
+void children_add(struct children *c, pid_t pid, uint64_t source);
+/* Forgets pid; false if it is not one of ours. */
+bool children_remove(struct children *c, pid_t pid);
+/* Sends sig to every live child; returns how many there are. */
+unsigned children_kill(const struct children *c, int sig);
