@@ -1,11 +1,11 @@
 /* Two maps in parent-only memory: pid -> source key, and source key -> live connections.
  * The second holds one entry per source with a live connection, so it is sized like the
- * first and can never fill. */
+ * first and can never fill. The struct itself is parent-only too: a child has no pointer
+ * to it (the loop's state is not in the child either), so it must not be on the heap. */
 #include "children.h"
 
 #include <errno.h>
 #include <signal.h>
-#include <stdlib.h>
 
 #include "addr.h"
 #include "map.h"
@@ -17,7 +17,7 @@ struct children {
 };
 
 int children_new(unsigned max, unsigned max_per_source, struct children **ret) {
-        struct children *c = calloc(1, sizeof(*c));
+        struct children *c = map_alloc_parent_only(sizeof(*c));
 
         if (!c)
                 return -ENOMEM;
@@ -36,7 +36,7 @@ void children_free(struct children *c) {
                 return;
         map_free(c->pids);
         map_free(c->sources);
-        free(c);
+        map_free_parent_only(c, sizeof(*c));
 }
 
 unsigned children_count(const struct children *c) {
