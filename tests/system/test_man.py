@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 
+from tap import finish, report  # noqa: E402  (beside this script)
+
 man_page, echod = sys.argv[1:3]
 
 mandoc = shutil.which("mandoc")
@@ -16,21 +18,6 @@ groff = shutil.which("groff")
 if mandoc is None and groff is None:
     print("1..0 # SKIP neither mandoc nor groff found")
     sys.exit(0)
-
-n_failed = 0
-n_test = 0
-
-
-def report(ok, name, diag=""):
-    global n_failed, n_test
-    n_test += 1
-    if not ok:
-        n_failed += 1
-    print(f"{'ok' if ok else 'not ok'} {n_test} - {name}")
-    for line in diag.splitlines() if not ok else []:
-        print(f"# {line}")
-    sys.stdout.flush()
-
 
 def run(argv):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -89,4 +76,4 @@ report(not extra and not wrong_short and not no_short and items,
        f"items: {len(items)}; not in --help: {extra}; short forms differing: {wrong_short}; "
        f"short forms missing: {no_short}")
 
-sys.exit(1 if n_failed else 0)
+finish()

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+from tap import finish, report  # noqa: E402  (beside this script)
+
 source_root = sys.argv[1]
 required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
 DEBIAN_ONLY = {"/usr/share/doc/echod/copyright", "/usr/share/doc/echod/changelog.gz",
@@ -27,21 +29,6 @@ if missing:
         sys.exit(1)
     print("1..0 # SKIP packaging tools missing: " + " ".join(missing))
     sys.exit(0)
-
-n_failed = 0
-n_test = 0
-
-
-def report(ok, name, diag=""):
-    global n_failed, n_test
-    n_test += 1
-    if not ok:
-        n_failed += 1
-    print(f"{'ok' if ok else 'not ok'} {n_test} - {name}")
-    for line in diag.splitlines() if not ok else []:
-        print(f"# {line}")
-    sys.stdout.flush()
-
 
 def run(argv, timeout=600, env=None):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
@@ -124,4 +111,4 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
                    if compared[f] != r[f])
     report(d and r and not modes, "with the same modes", "\n".join(modes))
 
-sys.exit(1 if n_failed else 0)
+finish()

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 
+from tap import finish, report  # noqa: E402  (beside this script)
+
 MAX_EXPOSURE = 0.2
 EXPOSURE_RE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+)")
 
@@ -22,21 +24,6 @@ analyze = shutil.which("systemd-analyze")
 if analyze is None:
     print("1..0 # SKIP systemd-analyze not found")
     sys.exit(0)
-
-n_failed = 0
-n_test = 0
-
-
-def report(ok, name, diag=""):
-    global n_failed, n_test
-    n_test += 1
-    if not ok:
-        n_failed += 1
-    print(f"{'ok' if ok else 'not ok'} {n_test} - {name}")
-    for line in diag.splitlines() if not ok else []:
-        print(f"# {line}")
-    sys.stdout.flush()
-
 
 def run(argv, env=None):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
@@ -98,4 +85,4 @@ p = run([analyze, "security", "--offline=yes", f"--threshold={round(MAX_EXPOSURE
 report(p.returncode == 0, f"systemd-analyze security --threshold={round(MAX_EXPOSURE * 10)} passes",
        f"exit {p.returncode}\n{p.stderr}")
 
-sys.exit(1 if n_failed else 0)
+finish()
