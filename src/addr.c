@@ -185,27 +185,17 @@ void addr_format_source(uint64_t key, char *buf, size_t size) {
         }
 }
 
-void addr_append_peer(struct log_line *l, const struct sockaddr *sa, socklen_t len) {
-        const uint8_t *ip = NULL;
-        unsigned port = 0;
+void addr_describe_peer(int conn_fd, const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
+        struct ucred cred;
+        socklen_t cred_len = sizeof(cred);
 
-        if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-                ip = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-                port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-        } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6) &&
-                   IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-                ip = &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12];
-                port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-        }
-        if (!ip) {
-                char buf[ADDR_TEXT_MAX];
-                addr_format_peer(sa, len, buf, sizeof(buf));
-                log_line_str(l, buf);
+        if (len >= sizeof(sa_family_t) && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+                addr_format_peer(sa, len, buf, size);
                 return;
         }
-        for (int i = 0; i < 4; i++) {
-                log_line_u64(l, ip[i]);
-                log_line_str(l, i < 3 ? "." : " port ");
-        }
-        log_line_u64(l, port);
+        /* AF_UNIX peers have no useful address: name the process behind them. */
+        if (getsockopt(conn_fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0)
+                snprintf(buf, size, "unix");
+        else
+                snprintf(buf, size, "unix pid %u uid %u", (unsigned)cred.pid, (unsigned)cred.uid);
 }

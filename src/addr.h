@@ -27,9 +27,9 @@ void addr_format_source(uint64_t key, char *buf, size_t size);
  * peer, as a connection's log line names it. */
 void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 
-struct log_line;
-/* Appends what addr_format_peer() writes, IPv4 without stdio (the common case in a child). */
-void addr_append_peer(struct log_line *l, const struct sockaddr *sa, socklen_t len);
+/* addr_format_peer(), or for an AF_UNIX connection "unix pid N uid N" (from SO_PEERCRED):
+ * the peer of conn_fd, as its log line names it. */
+void addr_describe_peer(int conn_fd, const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 
 /* "127.0.0.1:7", "[::]:7" or the AF_UNIX path (sanitised): a local address. */
 void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);

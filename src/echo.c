@@ -1,24 +1,23 @@
 /* The echo loop of one stream connection. Small exchanges are copied through a 4 KiB
  * buffer on the stack: one read, one write, nothing to set up. Once a read fills that
  * buffer the peer is streaming, and bytes then move socket -> pipe -> socket with
- * splice(2), never entering user space. The loop only waits (ppoll) when neither
- * direction moved. */
+ * splice(2), never entering user space. The loop only waits (poll) when neither
+ * direction moved. It runs in a forked child: system calls through sys.h, no libc. */
 #include "echo.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "clock.h"
+#include "sys.h"
 
 /* At most this much is read ahead of what the peer has taken back: a client that never
  * reads stops being read from, and its bytes wait in the kernel's buffers instead. */
 #define SPLICE_WINDOW (64u * 1024u)
 #define COPY_SIZE     4096u
+/* While bytes keep moving the loop does not wait, so it looks for a stop every so many
+ * passes (at most 64 KiB each) instead. */
+#define STOP_CHECK_PASSES 16u
 
 struct echo {
         int conn_fd;
@@ -30,6 +29,7 @@ struct echo {
         size_t pending;   /* read, not yet written back */
         size_t read_left; /* how much more may be read: all, until a stop */
         bool eof;
+        bool stopping;
 };
 
 static size_t echo_window(const struct echo *e) {
@@ -37,7 +37,7 @@ static size_t echo_window(const struct echo *e) {
 }
 
 static void splice_begin(struct echo *e) {
-        if (pipe2(e->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        if (sys_pipe2(e->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
                 e->pipe_fd[0] = e->pipe_fd[1] = -1; /* out of fds or pipe buffers: keep copying */
                 e->splice_failed = true;
         }
@@ -46,8 +46,8 @@ static void splice_begin(struct echo *e) {
 static void splice_end(struct echo *e) {
         if (e->pipe_fd[0] < 0)
                 return;
-        close(e->pipe_fd[0]);
-        close(e->pipe_fd[1]);
+        sys_close(e->pipe_fd[0]);
+        sys_close(e->pipe_fd[1]);
         e->pipe_fd[0] = e->pipe_fd[1] = -1;
 }
 
@@ -59,8 +59,8 @@ static ssize_t echo_fill(struct echo *e) {
         if (room > e->read_left)
                 room = e->read_left;
         if (e->pipe_fd[1] >= 0) {
-                n = splice(e->conn_fd, NULL, e->pipe_fd[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                if (n < 0 && errno == EINVAL && e->pending == 0) {
+                n = sys_splice(e->conn_fd, e->pipe_fd[1], room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (n == -EINVAL && e->pending == 0) {
                         /* This socket cannot splice: copy, from now on. */
                         splice_end(e);
                         e->splice_failed = true;
@@ -70,14 +70,14 @@ static ssize_t echo_fill(struct echo *e) {
                 if (e->start == e->end)
                         e->start = e->end = 0;
                 room = COPY_SIZE - e->end < room ? COPY_SIZE - e->end : room;
-                n = read(e->conn_fd, e->buf + e->end, room);
+                n = sys_read(e->conn_fd, e->buf + e->end, room);
                 if (n > 0) {
                         e->end += (size_t)n;
                         e->streaming = e->streaming || (size_t)n == COPY_SIZE;
                 }
         }
         if (n < 0)
-                return -errno;
+                return n;
         e->read_left -= (size_t)n;
         return n;
 }
@@ -87,14 +87,13 @@ static ssize_t echo_flush(struct echo *e) {
         ssize_t n;
 
         if (e->pipe_fd[0] >= 0)
-                n = splice(e->pipe_fd[0], NULL, e->conn_fd, NULL, e->pending,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                n = sys_splice(e->pipe_fd[0], e->conn_fd, e->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         else {
-                n = send(e->conn_fd, e->buf + e->start, e->end - e->start, MSG_NOSIGNAL | MSG_DONTWAIT);
+                n = sys_send(e->conn_fd, e->buf + e->start, e->end - e->start, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n > 0)
                         e->start += (size_t)n;
         }
-        return n < 0 ? -errno : n;
+        return n;
 }
 
 static enum echo_end end_from_errno(int error, struct echo_result *ret) {
@@ -143,30 +142,38 @@ static bool echo_step(struct echo *e, struct echo_result *ret, enum echo_end *re
         return progress;
 }
 
-static int echo_wait(struct echo *e, const struct echo_config *config, uint64_t deadline) {
-        struct pollfd pfd = { .fd = e->conn_fd };
+/* Waits until the connection can move, the deadline (0: none) passes or stop_fd (-1:
+ * none) is readable; with no_wait, only looks. Returns 1 if stop_fd is readable, 0, or
+ * -errno. */
+static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wait) {
+        struct pollfd pfds[2] = { { .fd = e->conn_fd }, { .fd = stop_fd, .events = POLLIN } };
         struct timespec ts, *tsp = NULL;
+        int r;
 
         if (!e->eof && e->pending < echo_window(e))
-                pfd.events |= POLLIN;
+                pfds[0].events |= POLLIN;
         if (e->pending > 0)
-                pfd.events |= POLLOUT;
-        if (deadline > 0) {
-                uint64_t now = clock_now_usec(), left = deadline > now ? deadline - now : 0;
+                pfds[0].events |= POLLOUT;
+        if (no_wait) {
+                ts = (struct timespec){};
+                tsp = &ts;
+        } else if (deadline > 0) {
+                uint64_t now = sys_now_usec(), left = deadline > now ? deadline - now : 0;
                 ts = (struct timespec){ .tv_sec = (time_t)(left / USEC_PER_SEC),
                                         .tv_nsec = (long)(left % USEC_PER_SEC) * 1000 };
                 tsp = &ts;
         }
-        if (ppoll(&pfd, 1, tsp, config->poll_mask) < 0)
-                return -errno;
-        return 0;
+        r = sys_poll(pfds, stop_fd >= 0 ? 2 : 1, tsp);
+        if (r < 0)
+                return r;
+        return stop_fd >= 0 && (pfds[1].revents & POLLIN);
 }
 
 /* How many bytes the peer has sent that are still in the kernel's receive queue. */
 static size_t queued_bytes(int conn_fd) {
         int n = 0;
 
-        if (ioctl(conn_fd, FIONREAD, &n) < 0 || n < 0)
+        if (sys_ioctl(conn_fd, FIONREAD, &n) < 0 || n < 0)
                 return 0;
         return (size_t)n;
 }
@@ -175,48 +182,54 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
         char buf[COPY_SIZE];
         struct echo e = { .conn_fd = conn_fd, .pipe_fd = { -1, -1 }, .buf = buf, .read_left = SIZE_MAX };
         enum echo_end end = _ECHO_END_MAX;
-        bool stopping = false;
+        int stop_fd = config->stop_fd;
+        unsigned passes = 0;
         uint64_t deadline = 0;
-        int flags;
+        int flags, r;
 
         *ret = (struct echo_result){};
         if (!config->nonblocking) {
-                flags = fcntl(conn_fd, F_GETFL);
+                flags = sys_fcntl(conn_fd, F_GETFL, 0);
                 if (flags >= 0 && !(flags & O_NONBLOCK))
-                        (void)fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
+                        (void)sys_fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
         }
 
         for (;;) {
-                if (!stopping && config->stop && *config->stop) {
-                        /* Echo what has already arrived (our buffer and the kernel's
-                         * queue), then close; whatever comes later is not read. */
-                        stopping = true;
-                        e.read_left = queued_bytes(conn_fd);
-                        e.eof = e.eof || e.read_left == 0;
-                }
                 bool progress = echo_step(&e, ret, &end);
                 if (end != _ECHO_END_MAX)
                         break;
                 if (progress) {
                         deadline = 0;
-                        continue;
+                        if (stop_fd < 0 || ++passes < STOP_CHECK_PASSES)
+                                continue;
+                        passes = 0;
+                        r = echo_wait(&e, stop_fd, 0, true);
+                } else {
+                        if (deadline == 0 && config->idle_timeout_usec > 0)
+                                deadline = sys_now_usec() + config->idle_timeout_usec;
+                        else if (deadline > 0 && sys_now_usec() >= deadline) {
+                                end = ECHO_END_IDLE;
+                                break;
+                        }
+                        r = echo_wait(&e, stop_fd, deadline, false);
                 }
-                if (deadline == 0 && config->idle_timeout_usec > 0)
-                        deadline = clock_now_usec() + config->idle_timeout_usec;
-                else if (deadline > 0 && clock_now_usec() >= deadline) {
-                        end = ECHO_END_IDLE;
-                        break;
-                }
-                int r = echo_wait(&e, config, deadline);
-                if (r < 0 && r != -EINTR) {
+                if (r > 0) {
+                        /* Stopping: echo what has already arrived (our buffer and the
+                         * kernel's queue), then close; whatever comes later is not read.
+                         * stop_fd stays readable: it is not looked at again. */
+                        stop_fd = -1;
+                        e.stopping = true;
+                        e.read_left = queued_bytes(conn_fd);
+                        e.eof = e.eof || e.read_left == 0;
+                } else if (r < 0 && r != -EINTR) {
                         end = end_from_errno(r, ret);
                         break;
                 }
         }
-        if (stopping && end == ECHO_END_EOF) {
+        if (e.stopping && end == ECHO_END_EOF) {
                 end = ECHO_END_STOP;
                 /* Our FIN goes after the echoed bytes; the peer may still be sending. */
-                (void)shutdown(conn_fd, SHUT_WR);
+                (void)sys_shutdown(conn_fd, SHUT_WR);
         }
         splice_end(&e);
         ret->end = end;

@@ -2,7 +2,6 @@
  * the peer's EOF (then pending bytes are flushed), a reset, the idle timeout or a stop. */
 #pragma once
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,11 +17,9 @@ enum echo_end {
 struct echo_config {
         uint64_t idle_timeout_usec; /* 0: none */
         bool nonblocking;           /* conn_fd is O_NONBLOCK already */
-        /* Set (by a signal handler) when the service stops. May be NULL. The signals that set
-         * it should be blocked by the caller and unblocked only while waiting: poll_mask is
-         * the mask used while waiting (NULL: the current mask). */
-        volatile sig_atomic_t *stop;
-        const sigset_t *poll_mask;
+        /* Readable once the service stops: a signalfd for the stop signals, which the
+         * caller keeps blocked. Polled, never read. -1: no stop. */
+        int stop_fd;
 };
 
 struct echo_result {

@@ -1,6 +1,6 @@
-/* stderr logging for the main process and its children. Each line is formatted into one
- * buffer and written with a single write(2), so lines from concurrent children never
- * interleave in the journal or a terminal. */
+/* stderr logging for the main process (its children use logline.c). Each line is
+ * formatted into one buffer and written with a single write(2), so lines from concurrent
+ * processes never interleave in the journal or a terminal. */
 #include "log.h"
 
 #include <errno.h>
@@ -13,9 +13,6 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX 1024
-
-static int max_level = LOG_INFO;
-static bool use_prefix = false;
 
 static const char *const level_names[] = {
         [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
@@ -37,12 +34,12 @@ static bool stderr_is_journal(void) {
 }
 
 void log_setup(int level) {
-        max_level = level;
-        use_prefix = stderr_is_journal();
+        log_max_level = level;
+        log_use_prefix = stderr_is_journal();
 }
 
 int log_get_level(void) {
-        return max_level;
+        return log_max_level;
 }
 
 int log_level_from_string(const char *s) {
@@ -57,7 +54,7 @@ static void log_write(int level, const char *format, va_list ap) {
         size_t n = 0;
         int r;
 
-        if (use_prefix)
+        if (log_use_prefix)
                 n = (size_t)snprintf(line, sizeof(line), "<%d>", level);
         r = vsnprintf(line + n, sizeof(line) - n - 1, format, ap);
         if (r < 0)
@@ -75,7 +72,7 @@ void log_msg(int level, const char *format, ...) {
         va_list ap;
         int saved_errno = errno;
 
-        if (level > max_level)
+        if (level > log_max_level)
                 return;
         va_start(ap, format);
         log_write(level, format, ap);
@@ -87,7 +84,7 @@ int log_errno(int level, int error, const char *format, ...) {
         va_list ap;
 
         error = abs(error);
-        if (level <= max_level) {
+        if (level <= log_max_level) {
                 errno = error;
                 va_start(ap, format);
                 log_write(level, format, ap);
@@ -104,47 +101,4 @@ char *log_sanitize(char *dst, size_t size, const char *src, size_t src_len) {
                 dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
         dst[i] = '\0';
         return dst;
-}
-
-void log_line_str(struct log_line *l, const char *s) {
-        while (*s && l->n < sizeof(l->text))
-                l->text[l->n++] = *s++;
-}
-
-void log_line_u64(struct log_line *l, uint64_t v) {
-        char digits[20];
-        size_t i = 0;
-
-        do
-                digits[i++] = (char)('0' + v % 10);
-        while ((v /= 10) > 0);
-        while (i > 0 && l->n < sizeof(l->text))
-                l->text[l->n++] = digits[--i];
-}
-
-void log_line_seconds(struct log_line *l, uint64_t usec) {
-        uint64_t ms = usec % 1000000u / 1000u;
-
-        log_line_u64(l, usec / 1000000u);
-        log_line_str(l, ".");
-        log_line_str(l, ms < 10 ? "00" : ms < 100 ? "0" : "");
-        log_line_u64(l, ms);
-}
-
-void log_line_emit(int level, struct log_line *l) {
-        char line[LOG_LINE_MAX];
-        size_t n = 0;
-
-        if (level > max_level)
-                return;
-        if (use_prefix) {
-                line[n++] = '<';
-                line[n++] = (char)('0' + level);
-                line[n++] = '>';
-        }
-        for (size_t i = 0; i < l->n && n < sizeof(line) - 1; i++)
-                line[n++] = l->text[i];
-        line[n++] = '\n';
-        while (write(STDERR_FILENO, line, n) < 0 && errno == EINTR)
-                ;
 }

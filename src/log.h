@@ -1,10 +1,16 @@
 /* Logging to stderr: one line per event, one write(2) per line, syslog priority prefixes
- * ("<6>") only when stderr is the journal. Safe to call in a forked child. */
+ * ("<6>") only when stderr is the journal. log_msg() and the macros are the main process's;
+ * a forked child writes its line with log_line_*(), which use no libc. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <syslog.h>
+
+/* Set by log_setup(): the highest level written, and whether lines carry a "<N>" prefix. */
+extern int log_max_level;
+extern bool log_use_prefix;
 
 /* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. */
 void log_setup(int max_level);
@@ -24,18 +30,21 @@ int log_errno(int level, int error, const char *format, ...) __attribute__((form
 #define log_error_errno(error, ...)   log_errno(LOG_ERR, (error), __VA_ARGS__)
 #define log_warning_errno(error, ...) log_errno(LOG_WARNING, (error), __VA_ARGS__)
 
-/* A log line built without stdio, for the child's one line per connection: a forked
- * child that formats through vfprintf() pays page faults for every libc page that code
- * spans. Appends stop silently at the end of the buffer. */
+/* A log line built without libc (logline.c), for the child's one line per connection: a
+ * forked child pays a page fault for every libc page it runs. Start it, append (appends
+ * stop silently at the end of the buffer), emit it. */
+#define LOG_LINE_PREFIX 3 /* room for "<N>" in front of the text */
 struct log_line {
         char text[512];
         size_t n;
 };
+void log_line_start(struct log_line *l);
 void log_line_str(struct log_line *l, const char *s);
 void log_line_u64(struct log_line *l, uint64_t v);
 /* "1.234" from microseconds: seconds with three decimals */
 void log_line_seconds(struct log_line *l, uint64_t usec);
-/* Writes it (prefix, newline, one write(2)) if level is logged. */
+/* Writes it (prefix if the journal reads stderr, newline, one write(2)) if level is
+ * logged. The line is used up. */
 void log_line_emit(int level, struct log_line *l);
 
 /* Copies src into dst (size >= 1), replacing every byte that is not printable ASCII with

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 #include <sysexits.h>
 
 #include "client.h"
@@ -13,17 +15,32 @@
 #include "options.h"
 #include "serve.h"
 
+/* inetd mode (Accept=yes): the one connection is served here, as a child would serve it. */
 static int serve_connected(const struct options *options, const struct listener *l) {
         struct client c = {
                 .conn_fd = l->fd,
                 .start_usec = clock_now_usec(),
                 .idle_timeout_usec = options->idle_timeout_usec,
         };
+        sigset_t stop_signals;
+        enum echo_end end;
 
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGTERM);
+        sigaddset(&stop_signals, SIGINT);
+        /* Without it (out of fds), a stop signal stays blocked and systemd's SIGKILL ends it. */
+        c.stop_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (c.stop_fd < 0)
+                log_warning_errno(errno, "Failed to create signalfd, stop signals will not drain: %m");
         c.peer_len = sizeof(c.peer);
         if (getpeername(l->fd, (struct sockaddr *)&c.peer, &c.peer_len) < 0)
                 c.peer.ss_family = AF_UNSPEC;
-        return client_serve(&c) == ECHO_END_ERROR ? EXIT_FAILURE : EXIT_SUCCESS;
+        addr_describe_peer(c.conn_fd, (struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
+                           sizeof(c.peer_text));
+        end = client_serve(&c);
+        if (c.stop_fd >= 0)
+                close(c.stop_fd);
+        return end == ECHO_END_ERROR ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 /* A daemon started with stdin, stdout or stderr closed would hand that number to the first
@@ -56,8 +73,6 @@ int main(int argc, char *argv[]) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         sigaction(SIGPIPE, &ignore, NULL);
-
-        client_setup();
 
         r = listen_fds_get(&options, &listeners);
         if (r == -ENOENT) {

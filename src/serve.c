@@ -22,6 +22,7 @@
 #include "log.h"
 #include "map.h"
 #include "notify.h"
+#include "sys.h"
 #include "udp.h"
 
 #define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
@@ -106,23 +107,19 @@ static bool accept_error_is_transient(int error) {
 /* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
  * connection was closed). */
 static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
-        /* _Fork(): fork() semantics without the atfork handlers and the locking around
-         * them, which a single-threaded process does not need. */
-        pid_t pid = _Fork();
+        /* fork() semantics without libc's part of it (atfork handlers, locks, its thread
+         * data): the child runs no libc (client.c). */
+        pid_t pid = sys_fork();
 
         if (pid == 0)
                 client_run_child(c);
         close(c->conn_fd);
         if (pid < 0)
-                return -errno;
+                return pid;
         children_add(s->children, pid, source);
         s->n_served++;
         notify_status_changed(&s->notify);
-        if (log_get_level() >= LOG_DEBUG) {
-                char peer[ADDR_TEXT_MAX];
-                addr_format_peer((struct sockaddr *)&c->peer, c->peer_len, peer, sizeof(peer));
-                log_debug("accepted %s (pid %d)", peer, (int)pid);
-        }
+        log_debug("accepted %s (pid %d)", c->peer_text, (int)pid);
         return 0;
 }
 
@@ -130,7 +127,11 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
  * cost a failed accept4() per connection at low load, and its errno write a page fault in
  * the parent (every page it writes is copy-on-write after each fork). */
 static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        struct client c = { .idle_timeout_usec = s->options->idle_timeout_usec, .nonblocking = true };
+        struct client c = {
+                .stop_fd = s->signal_fd,
+                .idle_timeout_usec = s->options->idle_timeout_usec,
+                .nonblocking = true,
+        };
         uint64_t source;
         int r;
 
@@ -150,6 +151,8 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 notify_status_changed(&s->notify);
                 return;
         }
+        addr_describe_peer(c.conn_fd, (struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
+                           sizeof(c.peer_text));
         r = serve_spawn(s, &c, source);
         if (r < 0) {
                 fault_pause(s, r, "fork()", now);

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -117,19 +118,13 @@ static int make_pair(enum pair_kind kind, int ret[2]) {
         return 0;
 }
 
-static volatile sig_atomic_t stop_flag;
-static void on_usr1(int sig) {
-        (void)sig;
-        stop_flag = 1;
-}
-
 struct server {
         pid_t pid;
         int result_fd;
 };
 
 /* Forks a child that runs echo_stream() on fds[0]; the parent keeps fds[1] and closes
- * fds[0]. SIGUSR1 to the child sets the stop flag. */
+ * fds[0]. SIGUSR1 to the child is its stop (read through a signalfd, as echod's SIGTERM). */
 static int server_start(int fds[2], uint64_t idle_usec, struct server *ret) {
         sigset_t usr1, old;
         int p[2];
@@ -138,21 +133,19 @@ static int server_start(int fds[2], uint64_t idle_usec, struct server *ret) {
                 return -errno;
         sigemptyset(&usr1);
         sigaddset(&usr1, SIGUSR1);
-        sigprocmask(SIG_BLOCK, &usr1, &old); /* so an early SIGUSR1 waits for the handler */
+        sigprocmask(SIG_BLOCK, &usr1, &old); /* blocked for the child's signalfd; restored in the parent */
         ret->pid = fork();
         if (ret->pid < 0)
                 return -errno;
         if (ret->pid == 0) {
-                struct sigaction sa = { .sa_handler = on_usr1 };
-                struct echo_config config = { .idle_timeout_usec = idle_usec, .stop = &stop_flag };
+                struct echo_config config = { .idle_timeout_usec = idle_usec };
                 struct echo_result result;
-                sigset_t poll_mask = old;
 
                 close(p[0]);
                 close(fds[1]);
-                sigaction(SIGUSR1, &sa, NULL);
-                sigdelset(&poll_mask, SIGUSR1);
-                config.poll_mask = &poll_mask;
+                config.stop_fd = signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK);
+                if (config.stop_fd < 0)
+                        _exit(3);
                 memset(&result, 0, sizeof(result));
                 echo_stream(fds[0], &config, &result);
                 if (write(p[1], &result, sizeof(result)) != (ssize_t)sizeof(result))
