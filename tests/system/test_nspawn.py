@@ -71,6 +71,8 @@ class Container:
         self.nspawn = None
         self.init_pid = None
         self.mounts = []
+        self.pids_cgroup = None  # the container's own cgroup v1 pids cgroup, on the host
+        self.pids_note = "not set up"  # why systemd in there has no pids controller, or ""
 
     def mount(self):
         # The overlay's upper layer on a tmpfs of its own: works whatever / is.
@@ -89,13 +91,90 @@ class Container:
             if os.path.lexists(path):
                 os.unlink(path)
 
+    def make_pids_cgroup(self):
+        """On a cgroup v1 host, nspawn mounts the controller hierarchies read-only in the
+        container: its systemd has no pids controller, so TasksMax= is not enforced. The
+        container gets a pids cgroup of its own instead: nspawn starts in it, so the
+        container's cgroup namespace, and the hierarchy it sees, are rooted there, and
+        delegate_pids() can then make that subtree writable for it alone."""
+        mount_point = None
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields, _, fs = line.partition(" - ")
+                fstype, _, options = fs.split()[:3]
+                if fstype == "cgroup" and "pids" in options.split(","):
+                    mount_point = fields.split()[4]
+        if mount_point is None:
+            self.pids_note = "no cgroup v1 pids hierarchy here (cgroup v2: nspawn delegates)"
+            return
+        with open("/proc/self/cgroup") as f:
+            own = [line.rstrip("\n").split(":", 2)[2] for line in f
+                   if "pids" in line.split(":")[1].split(",")]
+        path = os.path.join(mount_point, own[0].lstrip("/") if own else "",
+                            f"echod-nspawn-{os.getpid()}")
+        try:
+            os.mkdir(path)
+        except OSError as e:
+            self.pids_note = f"cannot create a pids cgroup: {e}"
+            return
+        self.pids_cgroup = path
+        self.pids_mount = mount_point
+
+    def delegate_pids(self, timeout=30):
+        """Makes the container's pids hierarchy (its own cgroup, see make_pids_cgroup())
+        writable in its mount namespace, and re-executes its systemd, which looks for
+        writable controller hierarchies when it starts."""
+        if self.pids_cgroup is None:
+            return
+        want = "/" + os.path.relpath(self.pids_cgroup, self.pids_mount)
+        root = None
+        with open(f"/proc/{self.init_pid}/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if fields[4] == "/sys/fs/cgroup/pids":
+                    root = fields[3]
+        if root != want:
+            # without a cgroup namespace it would be the host's whole hierarchy: leave it
+            self.pids_note = (f"the container's /sys/fs/cgroup/pids is {root!r} of the "
+                              f"hierarchy, not its own cgroup {want!r}")
+            return
+        p = subprocess.run(["nsenter", "-t", str(self.init_pid), "-m", "--", "mount", "-o",
+                            "remount,bind,rw,nosuid,nodev,noexec", "/sys/fs/cgroup/pids"],
+                           capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            self.pids_note = f"remounting /sys/fs/cgroup/pids writable: {p.stderr.strip()}"
+            return
+        self.run(["systemctl", "daemon-reexec"], timeout=60)
+        self.wait_running(timeout)
+        if not os.path.isdir(os.path.join(self.pids_cgroup, "init.scope")):
+            self.pids_note = "systemd did not take up the writable pids hierarchy"
+            return
+        self.pids_note = ""
+
+    def remove_pids_cgroup(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while self.pids_cgroup and os.path.exists(self.pids_cgroup):
+            for d, _, _ in os.walk(self.pids_cgroup, topdown=False):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                print(f"# could not remove the pids cgroup {self.pids_cgroup}", file=sys.stderr)
+                break
+            time.sleep(0.2)
+
     def boot(self, timeout=60):
         log = open(self.log_path, "wb")
         libc = ctypes.CDLL(None, use_errno=True)
+        pids_cgroup = self.pids_cgroup
 
         def die_with_parent():
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no container outlives the test
             os.setsid()
+            if pids_cgroup:
+                with open(os.path.join(pids_cgroup, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
 
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", self.root, "--register=no", "--keep-unit",
@@ -116,15 +195,17 @@ class Container:
                 except OSError:
                     pass
             time.sleep(0.1)
-        state = ""
+        return self.wait_running(deadline - time.monotonic())
+
+    def wait_running(self, timeout):
+        deadline = time.monotonic() + timeout
         while True:
             p = self.run(["systemctl", "is-system-running"], timeout=10, check=False)
             state = p.stdout.strip()
             if state in ("running", "degraded"):
-                break
+                return state
             check(time.monotonic() < deadline, f"system state {state!r}: " + self.log_tail())
             time.sleep(0.3)
-        return state
 
     @staticmethod
     def children(pid):
@@ -174,6 +255,7 @@ class Container:
             else:
                 subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self.remove_pids_cgroup()
 
 
 # ---------------------------------------------------------------- clients
@@ -369,6 +451,12 @@ class SystemTest:
                       "-exec cat {} + 2>/dev/null; true")
         return sorted(set(int(x) for x in p.stdout.split()))
 
+    def pids_file(self, name):
+        """a file of echo.service's pids cgroup (pids.max, pids.current, ...), or None"""
+        p = self.c.sh(f"find /sys/fs/cgroup -path '*/system.slice/echo.service/{name}' "
+                      "-exec cat {} + 2>/dev/null; true")
+        return p.stdout.strip() or None
+
     def reset(self):
         # a test run starts the service far more often than an operator would
         self.c.run(["systemctl", "reset-failed", "echo.service", "echo.socket"], check=False)
@@ -396,11 +484,14 @@ class SystemTest:
         return os.path.basename(self.deb)
 
     def t_boot(self):
+        self.c.make_pids_cgroup()
         state = self.c.boot()
+        self.c.delegate_pids()
+        pids = "pids controller: " + (self.c.pids_note or "a cgroup of its own, writable")
         if state == "degraded":
             p = self.c.run(["systemctl", "--failed", "--no-legend"], check=False)
-            return f"degraded: {p.stdout.strip()}"
-        return state
+            return f"degraded: {p.stdout.strip()}; {pids}"
+        return f"{state}; {pids}"
 
     def t_install(self):
         srv = os.path.join(self.c.root, "srv")  # the container mounts its own /tmp
@@ -519,11 +610,16 @@ class SystemTest:
             n_procs = len(self.cgroup_pids())
             check(n_procs == 1025, f"{n_procs} processes in the cgroup, want 1025")
             check(int(v["TasksMax"]) >= n_procs, f"TasksMax={v['TasksMax']} < {n_procs}")
-            if v["TasksCurrent"].isdigit():
-                tasks = f"TasksCurrent={v['TasksCurrent']}"
-                check(int(v["TasksCurrent"]) <= int(v["TasksMax"]), tasks)
-            else:  # cgroup v1 pids controller not delegated to the container
-                tasks = "TasksCurrent not accounted in this container (TasksMax not enforced here)"
+            current = v["TasksCurrent"]
+            if current.isdigit():
+                pids_max = self.pids_file("pids.max")
+                tasks = f"TasksCurrent={current}, pids.max={pids_max}"
+                check(int(current) == n_procs and int(current) <= int(v["TasksMax"])
+                      and pids_max == v["TasksMax"], tasks)
+            else:
+                check(self.c.pids_note, f"TasksCurrent={current} with the pids controller "
+                      "delegated to the container")
+                tasks = f"TasksCurrent={current}: not accounted here ({self.c.pids_note})"
             # every one of them, and the one that waited in the backlog, is served
             for s in conns:
                 s.settimeout(20)
