@@ -90,7 +90,11 @@ void notify_watchdog(struct notify *n, uint64_t now) {
         if (n->watchdog_usec == 0 || now < n->watchdog_next)
                 return;
         send_state("WATCHDOG=1");
-        n->watchdog_next = now + n->watchdog_usec / 2;
+        /* On the schedule, not from now: a late wake-up (a loaded machine, a slow
+         * sd_notify) must not push every later ping back by as much. */
+        n->watchdog_next += n->watchdog_usec / 2;
+        if (n->watchdog_next <= now)
+                n->watchdog_next = now + n->watchdog_usec / 2;
 }
 
 uint64_t notify_deadline(const struct notify *n) {
