@@ -19,6 +19,7 @@
 #include "client.h"
 #include "clock.h"
 #include "children.h"
+#include "fork.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
@@ -365,6 +366,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         r = serve_setup(s);
         if (r < 0)
                 goto finish;
+        (void)fork_trim();
         serve_ready(s, now);
 
         while (!s->stopping || children_count(s->children) > 0) {

@@ -1,0 +1,9 @@
+/* Makes each fork of the accept loop cheap: a child is made without the mappings it never
+ * touches. */
+#pragma once
+
+/* Marks every mapping but echod's own, the stack and the thread's block MADV_DONTFORK.
+ * Call once, when the process is set up; mappings made later are forked as usual. A child
+ * must then call nothing outside echod (see sys.h). Returns the number of mappings marked
+ * (0 in sanitizer builds and under valgrind, whose runtimes the child needs), or -errno. */
+int fork_trim(void);
