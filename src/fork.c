@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <link.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,10 +15,11 @@
 #include <sys/mman.h>
 #include <sys/rseq.h>
 
+#include "echo.h"
 #include "log.h"
 
 struct keep {
-        uintptr_t addr[8];
+        uintptr_t addr[10];
         size_t n;
 };
 
@@ -34,19 +36,21 @@ int fork_trim(void) {
         return 0;
 #else
         uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
-        char exe_path[4096] = "", line[4352];
         struct keep keep = { .n = 0 };
         unsigned n_trimmed = 0, n_mappings = 0;
+        char line[4352];
         int local = 0;
         FILE *f;
 
-        /* What a child touches: echod's code, constants and data (every mapping of the
-         * executable, found by the one holding this function), its stack, and the thread's
-         * own block (the stack protector's canary, and the rseq area the kernel writes on
-         * the child's return to user space). */
-        keep.addr[keep.n++] = (uintptr_t)&fork_trim;
-        keep.addr[keep.n++] = (uintptr_t)&log_max_level;  /* .data */
-        keep.addr[keep.n++] = (uintptr_t)&log_use_prefix; /* .bss */
+        /* What a child touches: echod's code, constants, relocated constants and data, its
+         * stack, and the thread's own block (the stack protector's canary, and the rseq area
+         * the kernel writes on the child's return to user space). Not the executable's
+         * headers and symbol tables. */
+        keep.addr[keep.n++] = (uintptr_t)&fork_trim;                       /* .text */
+        keep.addr[keep.n++] = (uintptr_t)echo_end_to_string(ECHO_END_EOF); /* .rodata */
+        keep.addr[keep.n++] = (uintptr_t)_DYNAMIC;                         /* RELRO */
+        keep.addr[keep.n++] = (uintptr_t)&log_max_level;                   /* .data */
+        keep.addr[keep.n++] = (uintptr_t)&log_use_prefix;                  /* .bss */
         keep.addr[keep.n++] = (uintptr_t)&local;
         keep.addr[keep.n++] = tp;
         keep.addr[keep.n++] = tp + (uintptr_t)__rseq_offset;
@@ -57,34 +61,20 @@ int fork_trim(void) {
         if (!f)
                 return log_warning_errno(errno, "Failed to read /proc/self/maps, children are forked "
                                                 "with every mapping: %m");
-        /* First pass: the executable's path, and whether valgrind owns this address space
-         * (its own mappings are listed too, and a child of it needs them). */
-        while (fgets(line, sizeof(line), f)) {
-                uintptr_t start, end;
-                int name_at = 0;
-
-                if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &start, &end, &name_at) < 2)
-                        continue;
-                line[strcspn(line, "\n")] = '\0';
-                if (strstr(line + name_at, "/valgrind/") || strstr(line + name_at, "vgpreload")) {
+        /* Under valgrind its own mappings are listed too, and a child of it needs them. */
+        while (fgets(line, sizeof(line), f))
+                if (strstr(line, "/valgrind/") || strstr(line, "vgpreload")) {
                         fclose(f);
                         return 0;
                 }
-                if (start <= (uintptr_t)&fork_trim && (uintptr_t)&fork_trim < end)
-                        snprintf(exe_path, sizeof(exe_path), "%s", line + name_at);
-        }
         rewind(f);
         while (fgets(line, sizeof(line), f)) {
                 uintptr_t start, end;
-                int name_at = 0;
-                const char *name;
 
-                if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &start, &end, &name_at) < 2)
+                if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &start, &end) != 2)
                         continue;
-                line[strcspn(line, "\n")] = '\0';
-                name = line + name_at;
                 n_mappings++;
-                if (range_holds(&keep, start, end) || (exe_path[0] && strcmp(name, exe_path) == 0))
+                if (range_holds(&keep, start, end))
                         continue;
                 /* [vsyscall] and the like refuse: they are not copied anyway. */
                 if (madvise((void *)start, end - start, MADV_DONTFORK) == 0)
