@@ -19,15 +19,13 @@
 #include "client.h"
 #include "clock.h"
 #include "children.h"
+#include "fault.h"
 #include "fork.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
 #include "sys.h"
 #include "udp.h"
-
-#define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
-#define PAUSE_MAX_USEC (1 * USEC_PER_SEC)
 
 struct serve {
         const struct options *options;
@@ -44,10 +42,7 @@ struct serve {
         bool stopping;
         uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
         bool at_cap;             /* at the cap since the backlog was last seen empty; logged */
-        /* A fault episode: accept() or fork() failing for want of resources. */
-        uint64_t paused_until;
-        uint64_t pause_usec; /* 0: no episode */
-        unsigned n_faults;
+        struct fault fault;      /* accept() or fork() failing for want of resources */
 };
 
 #define REFUSED_LOG_INTERVAL (10 * USEC_PER_SEC)
@@ -61,47 +56,6 @@ static void format_status(const struct serve *s, char *buf, size_t size) {
                 udp_counts(s->udp, &echoed, &dropped);
                 snprintf(buf + n, size - (size_t)n, ", %" PRIu64 " datagrams echoed, %" PRIu64 " dropped",
                          echoed, dropped);
-        }
-}
-
-static void fault_pause(struct serve *s, int error, const char *what, uint64_t now) {
-        if (s->pause_usec == 0) {
-                log_warning_errno(error,
-                                  "%s failed: %m; pausing new connections, retrying with a "
-                                  "growing delay up to 1 s",
-                                  what);
-                s->pause_usec = PAUSE_MIN_USEC;
-        } else if (s->pause_usec < PAUSE_MAX_USEC)
-                s->pause_usec = s->pause_usec * 2 < PAUSE_MAX_USEC ? s->pause_usec * 2 : PAUSE_MAX_USEC;
-        s->n_faults++;
-        s->paused_until = now + s->pause_usec;
-}
-
-static void fault_end(struct serve *s) {
-        if (s->pause_usec == 0)
-                return;
-        log_notice("Serving again after %u failed attempt%s", s->n_faults, s->n_faults == 1 ? "" : "s");
-        s->pause_usec = 0;
-        s->n_faults = 0;
-}
-
-static bool accept_error_is_transient(int error) {
-        /* Failures of one connection, not of the listener: take the next one. */
-        switch (error) {
-        case ECONNABORTED:
-        case EPROTO:
-        case EPERM:
-        case ENETDOWN:
-        case ENOPROTOOPT:
-        case EHOSTDOWN:
-        case ENONET:
-        case EHOSTUNREACH:
-        case EOPNOTSUPP:
-        case ENETUNREACH:
-        case EINTR:
-                return true;
-        default:
-                return false;
         }
 }
 
@@ -139,8 +93,8 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         c.peer_len = sizeof(c.peer);
         c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (c.conn_fd < 0) {
-                if (errno != EAGAIN && !accept_error_is_transient(errno))
-                        fault_pause(s, errno, "accept()", now);
+                if (errno != EAGAIN && !fault_accept_is_transient(errno))
+                        fault_record(&s->fault, errno, "accept()", now);
                 return;
         }
         c.start_usec = now;
@@ -156,10 +110,10 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                            sizeof(c.peer_text));
         r = serve_spawn(s, &c, source);
         if (r < 0) {
-                fault_pause(s, r, "fork()", now);
+                fault_record(&s->fault, r, "fork()", now);
                 return;
         }
-        fault_end(s);
+        fault_end(&s->fault);
 }
 
 static void serve_reap(struct serve *s) {
@@ -257,7 +211,8 @@ static void serve_timers(struct serve *s, uint64_t now) {
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
         bool full = children_full(s->children);
-        bool paused = s->pause_usec != 0 && now < s->paused_until;
+        uint64_t paused_until = fault_paused_until(&s->fault, now);
+        bool paused = paused_until != 0;
         bool accepting = !s->stopping && !full && !paused;
         bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
@@ -278,8 +233,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 deadline = udp_deadline(s->udp, now);
         if (s->n_refused > s->n_refused_logged && s->refused_log_next < deadline)
                 deadline = s->refused_log_next;
-        if (paused && s->paused_until < deadline)
-                deadline = s->paused_until;
+        if (paused && paused_until < deadline)
+                deadline = paused_until;
         if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)
                 deadline = s->drain_deadline;
         /* Below the cap again during an at-the-limit episode: look at the backlog without
