@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <stdbool.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 
 #include "sys.h"
@@ -178,6 +179,30 @@ static size_t queued_bytes(int conn_fd) {
         return (size_t)n;
 }
 
+/* After a stop, bytes the peer sent after the last read may be waiting, and closing a
+ * socket with unread bytes resets the connection: the peer would lose the echo that has
+ * left our buffer but not yet reached it. So before the caller closes, wait until the peer
+ * has acknowledged all we sent, reading and dropping what it still sends. The drain
+ * timeout bounds the wait (the child is killed at it). */
+static void echo_linger(int conn_fd, char buf[static COPY_SIZE]) {
+        const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
+
+        for (;;) {
+                struct pollfd pfd = { .fd = conn_fd, .events = POLLIN };
+                int unacked = 0;
+                ssize_t n;
+
+                if (sys_ioctl(conn_fd, SIOCOUTQ, &unacked) < 0 || unacked <= 0)
+                        return;
+                while ((n = sys_read(conn_fd, buf, COPY_SIZE)) > 0)
+                        ;
+                if (n < 0 && n != -EAGAIN && n != -EINTR)
+                        return;
+                /* No event says "all acknowledged": look again every 10 ms. */
+                (void)sys_poll(&pfd, n == 0 ? 0 : 1, &tick);
+        }
+}
+
 void echo_stream(int conn_fd, const struct echo_config *config, struct echo_result *ret) {
         char buf[COPY_SIZE];
         struct echo e = { .conn_fd = conn_fd, .pipe_fd = { -1, -1 }, .buf = buf, .read_left = SIZE_MAX };
@@ -230,6 +255,7 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
                 end = ECHO_END_STOP;
                 /* Our FIN goes after the echoed bytes; the peer may still be sending. */
                 (void)sys_shutdown(conn_fd, SHUT_WR);
+                echo_linger(conn_fd, buf);
         }
         splice_end(&e);
         ret->end = end;

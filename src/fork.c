@@ -18,6 +18,12 @@
 #include "echo.h"
 #include "log.h"
 
+#ifdef ECHOD_SANITIZED
+#define SANITIZED true
+#else
+#define SANITIZED false
+#endif
+
 struct keep {
         uintptr_t addr[10];
         size_t n;
@@ -31,16 +37,15 @@ static bool range_holds(const struct keep *k, uintptr_t start, uintptr_t end) {
 }
 
 int fork_trim(void) {
-#ifdef ECHOD_SANITIZED
-        /* The sanitizers' runtimes run in the child too: leave the address space whole. */
-        return 0;
-#else
         uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
         struct keep keep = { .n = 0 };
         unsigned n_trimmed = 0, n_mappings = 0;
         char line[4352];
         int local = 0;
         FILE *f;
+
+        if (SANITIZED)
+                return 0; /* the sanitizers' runtimes run in the child too: keep everything */
 
         /* What a child touches: echod's code, constants, relocated constants and data, its
          * stack, and the thread's own block (the stack protector's canary, and the rseq area
@@ -83,5 +88,4 @@ int fork_trim(void) {
         fclose(f);
         log_debug("children are forked without %u of %u mappings", n_trimmed, n_mappings);
         return (int)n_trimmed;
-#endif
 }
