@@ -593,13 +593,24 @@ class SystemTest:
                              lambda: find_fd(conns[0], all_pids()), 5)
             check(where[0] not in (self.c.init_pid,), "PID 1 holds the connection (Accept=yes?)")
             child_nodelay = tcp_nodelay_of(*where)
+            # fork_trim() works inside the sandbox too: the child is made with only the
+            # mappings it touches (see README, "The fork-cost design")
+            with open(f"/proc/{where[0]}/status") as f:
+                ppid = int(re.search(r"^PPid:\s+(\d+)", f.read(), re.M).group(1))
+            with open(f"/proc/{where[0]}/maps") as f:
+                child_maps = len(f.readlines())
+            with open(f"/proc/{ppid}/maps") as f:
+                parent_maps = len(f.readlines())
             s.shutdown(socket.SHUT_WR)
             while s.recv(4096):
                 pass
         self.n_conns += 1
         self.conn_bytes.append(1)
         check(child_nodelay, "TCP_NODELAY is off on the accepted connection")
-        return f"listener (PID 1) and connection (host pid {where[0]}) both have TCP_NODELAY"
+        check(child_maps <= 10 < parent_maps, f"the child has {child_maps} mappings, echod "
+              f"{parent_maps}: children were forked with everything")
+        return (f"listener (PID 1) and connection (host pid {where[0]}) both have TCP_NODELAY; "
+                f"the child has {child_maps} mappings, echod {parent_maps}")
 
     def t_max_clients(self):
         self.reset()
@@ -1126,7 +1137,8 @@ def main():
         ("TCP echo on 127.0.0.1:7 and [::1]:7; echo.service started by the first connection",
          t.t_tcp_echo, False),
         ("echo.service runs as a dynamic user, sandboxed", t.t_dynamic_user, False),
-        ("TCP_NODELAY on the listening socket and on an accepted connection", t.t_nodelay,
+        ("TCP_NODELAY on the listening socket and on an accepted connection; the child is "
+         "forked with only the mappings it touches", t.t_nodelay,
          False),
         ("systemctl show -p StatusText echo.service shows live counts", t.t_status, False),
         ("journalctl -u echo.service: ready line (notice), one info line per connection",
