@@ -159,6 +159,16 @@ static int server_start(int fds[2], uint64_t idle_usec, struct server *ret) {
         return 0;
 }
 
+/* make_pair() and server_start() for one test: false, and a failing "set up" line, if
+ * either fails. */
+static bool setup(enum pair_kind kind, uint64_t idle_usec, int fds[2], struct server *s) {
+        if (make_pair(kind, fds) < 0 || server_start(fds, idle_usec, s) < 0) {
+                tap(false, "%s: set up", pair_name(kind));
+                return false;
+        }
+        return true;
+}
+
 /* Waits for the child's result; kills it after timeout_ms. Returns 0 or -ETIMEDOUT/-EIO. */
 static int server_wait(struct server *s, int timeout_ms, struct echo_result *ret) {
         struct pollfd pfd = { .fd = s->result_fd, .events = POLLIN };
@@ -313,10 +323,8 @@ static void test_all_bytes(enum pair_kind kind) {
 
         for (int i = 0; i < 256; i++)
                 sent[i] = (uint8_t)i;
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         if (send(fds[1], sent, sizeof(sent), MSG_NOSIGNAL) != (ssize_t)sizeof(sent))
                 diag("short send");
         shutdown(fds[1], SHUT_WR);
@@ -338,10 +346,8 @@ static void test_no_newline(enum pair_kind kind) {
         int fds[2], r;
         bool ok;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         if (send(fds[1], "abc", 3, MSG_NOSIGNAL) != 3)
                 diag("short send");
         /* the connection stays open: the echo must not wait for a newline or for EOF */
@@ -405,10 +411,8 @@ static void test_half_close(enum pair_kind kind) {
         int fds[2], r;
         uint64_t h_sent;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         pump_init(&p, size, true);
         p.no_read = true;
         /* send until the pipes are full (the echo stops reading once it cannot write) */
@@ -438,10 +442,8 @@ static void test_reset(enum pair_kind kind) {
         struct pump p;
         int fds[2], r;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         pump_init(&p, 1u << 20, false);
         p.no_read = true;
         pump_run(fds[1], &p, 1000);
@@ -463,10 +465,8 @@ static void test_idle(enum pair_kind kind) {
         int fds[2], r;
         bool ok;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 300000, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 300000, fds, &s))
                 return;
-        }
         t0 = now_ms();
         /* progress every 100 ms for 1 s must keep a 300 ms idle timeout from firing */
         ok = true;
@@ -495,10 +495,8 @@ static void test_idle_no_reader(enum pair_kind kind) {
         struct pump p;
         int fds[2], r;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 300000, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 300000, fds, &s))
                 return;
-        }
         pump_init(&p, 64u << 20, false);
         p.no_read = true;
         pump_run(fds[1], &p, 1500);
@@ -514,10 +512,8 @@ static void test_idle_zero(enum pair_kind kind) {
         struct server s;
         int fds[2], r;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         r = server_wait(&s, 1500, &res);
         tap(r == -ETIMEDOUT, "%s: idle timeout 0 = never: still serving after 1.5 s silent (r=%d)",
             pair_name(kind), r);
@@ -532,10 +528,8 @@ static void test_stop(enum pair_kind kind) {
         int fds[2], r;
 
         gen_fill(sent, 0, sizeof(sent));
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         if (send(fds[1], sent, 500, MSG_NOSIGNAL) != 500 || !recv_exact(fds[1], got, 500, 5000))
                 diag("first half not echoed");
         if (send(fds[1], sent + 500, 500, MSG_NOSIGNAL) != 500)
@@ -562,10 +556,8 @@ static void test_stop_pending(enum pair_kind kind) {
         struct pump p;
         int fds[2], r;
 
-        if (make_pair(kind, fds) < 0 || server_start(fds, 0, &s) < 0) {
-                tap(false, "%s: set up", pair_name(kind));
+        if (!setup(kind, 0, fds, &s))
                 return;
-        }
         pump_init(&p, 4u << 20, false);
         p.no_read = true;
         pump_run(fds[1], &p, 1000);
