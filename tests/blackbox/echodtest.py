@@ -4,8 +4,8 @@ collected with the sender's credentials) or standalone, clients with a timeout o
 socket operation, and /proc inspection. Every process a test starts is killed and reaped by
 pid when the test ends, whatever happened."""
 
+import contextlib
 import ctypes
-import errno
 import os
 import re
 import resource
@@ -625,6 +625,20 @@ class Daemon:
         if self.notify:
             self.notify.close()
         return problems
+
+
+@contextlib.contextmanager
+def started(exe, args=(), **kwargs):
+    """echod given one fresh listening TCP socket, as socket activation passes it, and ready
+    (READY=1): yields (daemon, listening socket) and closes the socket afterwards. The daemon
+    is the test's to stop; run() kills and reaps it if the test did not."""
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, list(args), sockets=[ls], **kwargs).start()
+        d.wait_ready()
+        yield d, ls
+    finally:
+        ls.close()
 
 
 def fcntl_dupfd_cloexec(fd, at_least):

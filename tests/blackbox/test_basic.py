@@ -13,9 +13,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (Daemon, SLOW, Skip, VALGRIND, connect, fd_targets, free_port,  # noqa: E402
+from echodtest import (SLOW, VALGRIND, Daemon, Skip, connect, fd_targets, free_port,  # noqa: E402
                        listen_socket, recv_exact, recv_to_eof, roundtrip, run, socket_inode,
-                       socket_of, wait_until)
+                       socket_of, started, wait_until)
 
 ALL_BYTES = bytes(range(256))
 
@@ -72,10 +72,7 @@ def big_roundtrip(addr, size, timeout):
 
 
 def test_activation_tcp(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         check_echo(t, ls.getsockname(), "socket-activated TCP 127.0.0.1 on fd 3")
         size = (4 if VALGRIND else 16) << 20
         hs, hg, n = big_roundtrip(ls.getsockname(), size, 60 * SLOW)
@@ -83,8 +80,6 @@ def test_activation_tcp(t, exe):
              f"(sha256 equal, {n} bytes)")
         st = d.stop()
         t.ok(st == 0, f"SIGTERM: exit status 0 (got {st})", d.stderr_text())
-    finally:
-        ls.close()
 
 
 def test_standalone_ipv4(t, exe):
@@ -127,7 +122,7 @@ def test_standalone_unix(t, exe):
         path = os.path.join(tmp, "echo.sock")
         d = Daemon(exe, ["--listen", path]).start()
         d.wait_ready()
-        check_echo(t, path, f"--listen PATH (AF_UNIX)")
+        check_echo(t, path, "--listen PATH (AF_UNIX)")
         t.ok(d.stop() == 0, "stops with status 0")
 
 
@@ -184,10 +179,7 @@ def test_accept_yes(t, exe):
 
 
 def test_tcp_nodelay(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as s:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.sendall(b"x")
@@ -230,8 +222,6 @@ def test_tcp_nodelay(t, exe):
                  f"2-write messages round-trip fast: p98 {p98:.1f} ms < {bound} ms "
                  f"(max {times[-1] * 1000:.1f} ms)")
         t.ok(d.stop() == 0, "stops with status 0")
-    finally:
-        ls.close()
 
 
 def test_child_fds(t, exe):

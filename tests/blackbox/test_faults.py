@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from echodtest import (Daemon, ExecFailed, Skip, connect, fd_targets, listen_socket,  # noqa: E402
-                       need_root, no_valgrind, proc_stat, roundtrip, run, wait_until)
+                       need_root, no_valgrind, proc_stat, roundtrip, run, started, wait_until)
 
 
 def hammer(addr, seconds):
@@ -57,10 +57,7 @@ def served_soon(addr, timeout):
 
 def test_emfile_no_spin(t, exe):
     no_valgrind("CPU time of an emulated process says nothing about spinning")
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         t.ok(roundtrip(ls.getsockname(), b"pre", 5) == b"pre", "served before the limit")
         wait_until(lambda: not d.children(), 5)
         fds = set(fd_targets(d.pid))
@@ -85,8 +82,6 @@ def test_emfile_no_spin(t, exe):
         t.ok(ok, f"descriptors back: serving resumes ({time.monotonic() - t0:.1f} s)",
              "\n".join(d.lines()[-10:]))
         t.ok(d.stop() == 0, "stops with status 0")
-    finally:
-        ls.close()
 
 
 def nobody_processes(uid):

@@ -13,7 +13,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (Daemon, SLOW, VALGRIND, connect, fd_targets, fill_until_stuck,  # noqa: E402
+from echodtest import (Daemon, SLOW, VALGRIND, connect, fd_targets,  # noqa: E402
                        listen_socket, recv_exact, recv_to_eof, roundtrip, run, wait_until)
 
 SCALE = 0.25 if VALGRIND else 1.0

@@ -13,8 +13,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (LINE_RE, Daemon, SLOW, connect, fill_until_stuck, listen_socket, recv_exact,  # noqa: E402
-                       recv_to_eof, run, wait_until)
+from echodtest import (LINE_RE, SLOW, Daemon, connect, fill_until_stuck, recv_exact,  # noqa: E402
+                       recv_to_eof, run, started, wait_until)
 
 UNIX_LINE_RE = re.compile(r"connection from unix pid (\d+) uid (\d+) \(pid (\d+)\) ended: "
                           r"(eof|idle|reset|stop|error)[^,]*, (\d+) bytes echoed in ([0-9.]+) s")
@@ -37,10 +37,7 @@ def line_for(d, port, timeout):
 
 
 def test_line_eof(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as s:
             port = s.getsockname()[1]
             s.sendall(b"y" * 1000)
@@ -65,8 +62,6 @@ def test_line_eof(t, exe):
         t.ok(d.stop() == 0, "stops with status 0")
         t.ok(d.wait_line(r"stopped: 1 served, 0 refused", 2), "'stopped: 1 served, 0 refused' at the end",
              d.stderr_text())
-    finally:
-        ls.close()
 
 
 def test_line_unix(t, exe):
@@ -93,10 +88,7 @@ def test_line_unix(t, exe):
 
 
 def test_idle_timeout(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, ["--idle-timeout", "1"], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe, ["--idle-timeout", "1"]) as (d, ls):
         with connect(ls.getsockname(), 10 * SLOW) as s:
             port = s.getsockname()[1]
             s.sendall(b"hello")
@@ -140,15 +132,10 @@ def test_idle_timeout(t, exe):
                 time.sleep(0.3)
             t.ok(ok, "a client making progress every 300 ms is not closed by --idle-timeout 1")
         d.stop()
-    finally:
-        ls.close()
 
 
 def test_line_reset(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         s = connect(ls.getsockname(), 5 * SLOW)
         port = s.getsockname()[1]
         fill_until_stuck(s)  # fill both directions, never read
@@ -158,15 +145,10 @@ def test_line_reset(t, exe):
         t.ok(m is not None and m.group(4) == "reset", "a client that resets mid-stream: reason reset",
              d.stderr_text()[-1000:])
         d.stop()
-    finally:
-        ls.close()
 
 
 def test_line_stop(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as s:
             port = s.getsockname()[1]
             s.sendall(b"abc")
@@ -181,15 +163,10 @@ def test_line_stop(t, exe):
         t.ok(st == 0, f"exit status 0 ({st})")
         t.ok(d.wait_line(r"stopping: 1 clients? draining, up to 5(\.0+)? s", 1), "'stopping: 1 clients draining, up "
              "to 5 s' logged", d.stderr_text())
-    finally:
-        ls.close()
 
 
 def test_journal_prefixes(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls], journal=True).start()
-        d.wait_ready()
+    with started(exe, journal=True) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as s:
             port = s.getsockname()[1]
             s.sendall(b"j")
@@ -204,18 +181,11 @@ def test_journal_prefixes(t, exe):
              "the connection line is <6> (info)", d.stderr_text())
         t.ok(any(ln.startswith("<5>ready: ") for ln in lines), "the ready line is <5> (notice)",
              d.stderr_text())
-    finally:
-        ls.close()
     # JOURNAL_STREAM set but naming something else (inherited from a journal-connected shell)
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls], env={"JOURNAL_STREAM": "8:12345"}).start()
-        d.wait_ready()
+    with started(exe, env={"JOURNAL_STREAM": "8:12345"}) as (d, ls):
         d.stop()
         t.ok(d.lines() and all(not re.match(r"<\d>", ln) for ln in d.lines()),
              "JOURNAL_STREAM not matching stderr: plain lines", d.stderr_text())
-    finally:
-        ls.close()
 
 
 def test_log_levels(t, exe):
@@ -223,10 +193,7 @@ def test_log_levels(t, exe):
                                                       ("info", False, True, True),
                                                       ("notice", False, False, True),
                                                       ("err", False, False, False)):
-        ls = listen_socket()
-        try:
-            d = Daemon(exe, ["--log-level", level], sockets=[ls]).start()
-            d.wait_ready()
+        with started(exe, ["--log-level", level]) as (d, ls):
             with connect(ls.getsockname(), 5 * SLOW) as s:
                 port = s.getsockname()[1]
                 s.sendall(b"l")
@@ -243,16 +210,11 @@ def test_log_levels(t, exe):
                  f"ready line {want_ready}", text)
             if level == "err":
                 t.ok(text == "", "--log-level err: a clean run logs nothing", text)
-        finally:
-            ls.close()
 
 
 def test_lines_whole(t, exe):
     """50 connections ending at once: every line is whole (one write(2) each)."""
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, ["--log-level", "debug"], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe, ["--log-level", "debug"]) as (d, ls):
         conns = [connect(ls.getsockname(), 10 * SLOW) for _ in range(50)]
         ports = set()
         for c in conns:
@@ -273,8 +235,6 @@ def test_lines_whole(t, exe):
         t.ok(got_ports == ports, "50 connections ending together: one line each, right ports",
              f"missing {sorted(ports - got_ports)}")
         t.ok(not bad, "no interleaved or unknown line", "\n".join(bad[:10]))
-    finally:
-        ls.close()
 
 
 if __name__ == "__main__":

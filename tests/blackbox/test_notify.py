@@ -6,13 +6,12 @@ the main pid (SCM_CREDENTIALS), never from a child; nothing breaks without NOTIF
 import os
 import re
 import signal
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (Daemon, SLOW, VALGRIND, connect, fields, free_port,  # noqa: E402
-                       is_refused_or_closed, listen_socket, recv_exact, roundtrip, run,
+from echodtest import (SLOW, VALGRIND, Daemon, connect, fields, free_port,  # noqa: E402
+                       is_refused_or_closed, listen_socket, recv_exact, roundtrip, run, started,
                        wait_until)
 
 STATUS_RE = re.compile(r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused$")
@@ -82,10 +81,7 @@ def test_ready_and_status(t, exe):
 
 
 def test_status_coalesced(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         n_before = len(statuses(d))
         t0 = time.monotonic()
         n_ok = sum(roundtrip(ls.getsockname(), b"%d" % i, 5 * SLOW) == b"%d" % i for i in range(100))
@@ -101,15 +97,10 @@ def test_status_coalesced(t, exe):
              f"{took:.2f} s (at most ~10 a second)")
         d.stop()
         senders_ok(t, d, "100 connections")
-    finally:
-        ls.close()
 
 
 def test_refused_counted(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, ["--max-per-source", "1"], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe, ["--max-per-source", "1"]) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as a:
             a.sendall(b"a")
             recv_exact(a, 1, 5 * SLOW)
@@ -128,16 +119,11 @@ def test_refused_counted(t, exe):
         d.stop()
         t.ok(d.wait_line(r"stopped: \d+ served, 1 refused", 2), "'stopped: ... 1 refused' logged",
              d.stderr_text())
-    finally:
-        ls.close()
 
 
 def test_stopping(t, exe):
     for sig in (signal.SIGTERM, signal.SIGINT):
-        ls = listen_socket()
-        try:
-            d = Daemon(exe, [], sockets=[ls]).start()
-            d.wait_ready()
+        with started(exe) as (d, ls):
             st = d.stop(sig)
             # sent before the exit, but the collector thread may not have read it yet
             d.notify.wait_for(lambda m: "STOPPING=1" in m[3].split("\n"), 2 * SLOW)
@@ -145,15 +131,10 @@ def test_stopping(t, exe):
             t.ok(st == 0, f"{sig.name}: exit status 0 ({st})", d.stderr_text())
             t.ok(len(stopping) == 1 and stopping[0][1] == d.pid,
                  f"{sig.name}: STOPPING=1 once, from the main pid", repr(d.notify.snapshot()))
-        finally:
-            ls.close()
 
 
 def test_watchdog(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls], env={"WATCHDOG_USEC": "400000"}).start()
-        d.wait_ready()
+    with started(exe, env={"WATCHDOG_USEC": "400000"}) as (d, ls):
         # a busy client meanwhile: the main loop must not be held up by it
         with connect(ls.getsockname(), 10 * SLOW) as c:
             t0 = time.monotonic()
@@ -170,18 +151,11 @@ def test_watchdog(t, exe):
              f"about every 200 ms (median {med * 1000:.0f} ms, max {gaps[-1] * 1000 if gaps else 0:.0f} ms)")
         d.stop()
         senders_ok(t, d, "watchdog")
-    finally:
-        ls.close()
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, [], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe) as (d, ls):
         time.sleep(0.8)
         d.stop()
         t.ok(not [m for m in d.notify.snapshot() if "WATCHDOG=1" in m[3]],
              "without WATCHDOG_USEC: no WATCHDOG=1")
-    finally:
-        ls.close()
 
 
 def test_no_notify_socket(t, exe):

@@ -12,8 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from echodtest import (LINE_RE, Daemon, SLOW, alive, connect, fill_until_stuck, listen_socket,  # noqa: E402
-                       recv_exact, recv_to_eof, roundtrip, run, wait_until)
+from echodtest import (LINE_RE, SLOW, Daemon, alive, connect, fill_until_stuck,  # noqa: E402
+                       listen_socket, recv_exact, recv_to_eof, roundtrip, run, started)
 
 
 class Client:
@@ -97,10 +97,7 @@ def test_sigterm_mid_stream(t, exe):
 
 
 def test_drain_timeout(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, ["--drain-timeout", "1"], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe, ["--drain-timeout", "1"]) as (d, ls):
         s = connect(ls.getsockname(), 5 * SLOW)
         # this client never reads: its child cannot finish. "Stuck" is judged by a quiet
         # spell, which must outlast a slow (valgrind) child catching up.
@@ -128,15 +125,10 @@ def test_drain_timeout(t, exe):
              f"... after about 1 s ({took:.2f} s)")
         t.ok(kids and not [p for p in kids if alive(p)], "... its child is gone (killed)")
         s.close()
-    finally:
-        ls.close()
 
 
 def test_sigterm_to_child(t, exe):
-    ls = listen_socket()
-    try:
-        d = Daemon(exe, ["--log-level", "debug"], sockets=[ls]).start()
-        d.wait_ready()
+    with started(exe, ["--log-level", "debug"]) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as a, connect(ls.getsockname(), 5 * SLOW) as b:
             port_a = a.getsockname()[1]
             a.sendall(b"A")
@@ -163,8 +155,6 @@ def test_sigterm_to_child(t, exe):
             t.ok(d.poll() is None, "the daemon keeps running")
             t.ok(roundtrip(ls.getsockname(), b"after", 5 * SLOW) == b"after", "and keeps serving")
         t.ok(d.stop() == 0, "then stops with status 0")
-    finally:
-        ls.close()
 
 
 if __name__ == "__main__":
