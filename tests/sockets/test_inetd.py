@@ -5,7 +5,6 @@ systemd-socket-activate -a (TCP and AF_UNIX) and by passing an accepted socket o
 
 import os
 import socket
-import time
 
 import sockets_lib as L
 

@@ -5,7 +5,6 @@ passed on fd 3 by hand, or opened with --listen-udp; answers leave from the addr
 datagram was sent to; a datagram too large to echo over IPv4 is dropped, not truncated;
 the counts reach STATUS."""
 
-import os
 import socket
 
 import sockets_lib as L
