@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -265,22 +264,9 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
-        for (size_t i = 0; i < s->listeners->n; i++) {
-                const struct listener *l = &s->listeners->items[i];
-                if (l->type != LISTENER_DGRAM)
-                        continue;
-                r = udp_socket_prepare(l->fd, l->family);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set up %s: %m", l->name);
-                if (!s->udp) {
-                        uint64_t seed = 0;
-                        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-                                seed = (uint64_t)getpid() << 32; /* weaker, still per instance */
-                        r = udp_new(seed ^ clock_now_usec(), clock_now_usec(), &s->udp);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to allocate UDP state: %m");
-                }
-        }
+        r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
+        if (r < 0)
+                return r;
 
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)

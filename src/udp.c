@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "addr.h"
 #include "clock.h"
+#include "listen.h"
 #include "log.h"
 #include "map.h"
 
@@ -50,7 +52,8 @@ void udp_free(struct udp *u) {
         map_free_parent_only(u, sizeof(struct udp));
 }
 
-int udp_socket_prepare(int fd, int family) {
+/* Asks for the local address of each datagram, so that answers leave from it. */
+static int udp_socket_prepare(int fd, int family) {
         int one = 1;
 
         /* IP_PKTINFO also covers IPv4 datagrams on a dual-stack IPv6 socket. */
@@ -58,6 +61,29 @@ int udp_socket_prepare(int fd, int family) {
                 return -errno;
         if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) < 0)
                 return -errno;
+        return 0;
+}
+
+int udp_setup(const struct listeners *listeners, uint64_t now, struct udp **ret) {
+        uint64_t seed = 0;
+        int r;
+
+        *ret = NULL;
+        for (size_t i = 0; i < listeners->n; i++) {
+                const struct listener *l = &listeners->items[i];
+                if (l->type != LISTENER_DGRAM)
+                        continue;
+                r = udp_socket_prepare(l->fd, l->family);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up %s: %m", l->name);
+                if (*ret)
+                        continue;
+                if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+                        seed = (uint64_t)getpid() << 32; /* weaker, still per instance */
+                r = udp_new(seed ^ now, now, ret);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to allocate UDP state: %m");
+        }
         return 0;
 }
 

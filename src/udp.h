@@ -27,13 +27,15 @@ enum udp_verdict {
 };
 
 struct udp;
+struct listeners;
 
 /* seed: secret for the source table's hash, so senders cannot choose collisions. */
 int udp_new(uint64_t seed, uint64_t now, struct udp **ret);
 void udp_free(struct udp *u);
 
-/* Asks for the local address of each datagram, so that answers leave from it. */
-int udp_socket_prepare(int fd, int family);
+/* Prepares every datagram listener and, when there is one, allocates the state with a
+ * fresh secret in *ret (else NULL). Returns 0, or -errno after logging. */
+int udp_setup(const struct listeners *listeners, uint64_t now, struct udp **ret);
 
 /* The admission decision for one datagram; charges the buckets when it says UDP_ANSWER. */
 enum udp_verdict udp_admit(struct udp *u, const struct sockaddr *peer, socklen_t peer_len, size_t n_bytes,
