@@ -6,8 +6,11 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
 
 #include "addr.h"
+#include "log.h"
 #include "map.h"
 
 struct children {
@@ -66,7 +69,8 @@ void children_add(struct children *c, pid_t pid, uint64_t source) {
         (void)map_put(c->sources, source, n + 1);
 }
 
-bool children_remove(struct children *c, pid_t pid) {
+/* Forgets pid; false if it is not one of ours. */
+static bool children_remove(struct children *c, pid_t pid) {
         uint64_t source, n = 0;
 
         if (!map_remove(c->pids, (uint64_t)pid, &source))
@@ -88,4 +92,29 @@ static void kill_one(uint64_t pid, uint64_t source, void *userdata) {
 unsigned children_kill(const struct children *c, int sig) {
         map_foreach(c->pids, kill_one, &sig);
         return children_count(c);
+}
+
+unsigned children_reap(struct children *c, bool drain_killed) {
+        unsigned n = 0;
+
+        /* Only while there are children: waitpid() with none fails and writes errno. */
+        while (children_count(c) > 0) {
+                int status;
+                pid_t pid = waitpid(-1, &status, WNOHANG);
+
+                if (pid <= 0)
+                        break;
+                if (!children_remove(c, pid))
+                        continue;
+                n++;
+                if (!WIFSIGNALED(status))
+                        continue;
+                if (drain_killed && WTERMSIG(status) == SIGKILL)
+                        /* its own line never came: say how this connection ended */
+                        log_info("connection of pid %d ended: killed at the drain timeout", (int)pid);
+                else
+                        log_warning("Child %d was killed by signal %s", (int)pid,
+                                    strsignal(WTERMSIG(status)));
+        }
+        return n;
 }

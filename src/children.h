@@ -1,5 +1,5 @@
 /* The live children of the accept loop: which pids, and how many per client source
- * (--max-per-source). What keeps the active count exact and lets a stop reach them all. */
+ * (--max-per-source); reaping them keeps the active count exact, and a stop reaches them all. */
 #pragma once
 
 #include <stdbool.h>
@@ -19,7 +19,8 @@ bool children_source_full(const struct children *c, uint64_t source);
 
 /* Records a new child serving source. Never fails below the cap (the caller checks). */
 void children_add(struct children *c, pid_t pid, uint64_t source);
-/* Forgets pid; false if it is not one of ours. */
-bool children_remove(struct children *c, pid_t pid);
+/* Reaps every child that has ended and forgets it; logs each one a signal killed
+ * (drain_killed: a SIGKILL is the drain timeout's, said as such). Returns how many. */
+unsigned children_reap(struct children *c, bool drain_killed);
 /* Sends sig to every live child; returns how many there are. */
 unsigned children_kill(const struct children *c, int sig);

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -24,6 +23,7 @@
 #include "map.h"
 #include "notify.h"
 #include "sys.h"
+#include "tally.h"
 #include "udp.h"
 
 struct serve {
@@ -36,15 +36,12 @@ struct serve {
         struct udp *udp; /* only with UDP sockets */
         struct notify notify;
         uint64_t n_served, n_refused;
-        uint64_t n_refused_logged; /* refusals at the last log line */
-        uint64_t refused_log_next;
+        struct tally refused_log;
         bool stopping;
         uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
         bool at_cap;             /* at the cap since the backlog was last seen empty; logged */
         struct fault fault;      /* accept() or fork() failing for want of resources */
 };
-
-#define REFUSED_LOG_INTERVAL (10 * USEC_PER_SEC)
 
 static void format_status(const struct serve *s, char *buf, size_t size) {
         int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
@@ -115,28 +112,6 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         fault_end(&s->fault);
 }
 
-static void serve_reap(struct serve *s) {
-        /* Only while there are children: waitpid() with none fails and writes errno. */
-        while (children_count(s->children) > 0) {
-                int status;
-                pid_t pid = waitpid(-1, &status, WNOHANG);
-
-                if (pid <= 0)
-                        return;
-                if (!children_remove(s->children, pid))
-                        continue;
-                notify_status_changed(&s->notify);
-                if (!WIFSIGNALED(status))
-                        continue;
-                if (s->stopping && s->drain_deadline == 0 && WTERMSIG(status) == SIGKILL)
-                        /* its own line never came: say how this connection ended */
-                        log_info("connection of pid %d ended: killed at the drain timeout", (int)pid);
-                else
-                        log_warning("Child %d was killed by signal %s", (int)pid,
-                                    strsignal(WTERMSIG(status)));
-        }
-}
-
 /* "5 s", "0.250 s" */
 static const char *format_seconds(uint64_t usec, char *buf, size_t size) {
         if (usec % USEC_PER_SEC == 0)
@@ -170,7 +145,7 @@ static void serve_signals(struct serve *s, uint64_t now) {
         for (ssize_t i = 0; i < n / (ssize_t)sizeof(si[0]); i++) {
                 switch (si[i].ssi_signo) {
                 case SIGCHLD:
-                        break; /* reaped below, whatever the signal */
+                        break; /* reaped below */
                 case SIGTERM:
                 case SIGINT:
                         serve_stop(s, now);
@@ -179,10 +154,14 @@ static void serve_signals(struct serve *s, uint64_t now) {
                         log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
                 }
         }
-        serve_reap(s);
+        /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. */
+        if (children_reap(s->children, s->stopping && s->drain_deadline == 0) > 0)
+                notify_status_changed(&s->notify);
 }
 
 static void serve_timers(struct serve *s, uint64_t now) {
+        uint64_t n_refused;
+
         if (s->stopping && s->drain_deadline != 0 && now >= s->drain_deadline) {
                 unsigned n = children_kill(s->children, SIGKILL);
                 if (n > 0)
@@ -191,14 +170,11 @@ static void serve_timers(struct serve *s, uint64_t now) {
         }
         if (s->udp && udp_tick(s->udp, now))
                 notify_status_changed(&s->notify);
-        if (s->n_refused > s->n_refused_logged && now >= s->refused_log_next) {
+        n_refused = tally_due(&s->refused_log, s->n_refused, now);
+        if (n_refused > 0)
                 log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
                             "since the last report",
-                            s->n_refused - s->n_refused_logged,
-                            s->n_refused - s->n_refused_logged == 1 ? "" : "s", s->options->max_per_source);
-                s->n_refused_logged = s->n_refused;
-                s->refused_log_next = now + REFUSED_LOG_INTERVAL;
-        }
+                            n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source);
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
                 format_status(s, status, sizeof(status));
@@ -230,8 +206,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
         }
         if (s->udp && udp_deadline(s->udp, now) < deadline)
                 deadline = udp_deadline(s->udp, now);
-        if (s->n_refused > s->n_refused_logged && s->refused_log_next < deadline)
-                deadline = s->refused_log_next;
+        if (tally_deadline(&s->refused_log, s->n_refused) < deadline)
+                deadline = tally_deadline(&s->refused_log, s->n_refused);
         if (paused && paused_until < deadline)
                 deadline = paused_until;
         if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)

@@ -14,10 +14,10 @@
 #include "listen.h"
 #include "log.h"
 #include "map.h"
+#include "tally.h"
 
-#define UDP_BATCH         64
-#define UDP_BUFFER_SIZE   65536
-#define DROP_LOG_INTERVAL (10 * USEC_PER_SEC)
+#define UDP_BATCH       64
+#define UDP_BUFFER_SIZE 65536
 
 struct bucket {
         uint64_t key;
@@ -31,8 +31,7 @@ struct udp {
         struct bucket sources[UDP_SOURCE_SLOTS];
         uint64_t n_echoed;
         uint64_t n_dropped[_UDP_VERDICT_MAX];
-        uint64_t n_dropped_logged; /* total drops at the last log line */
-        uint64_t log_next;
+        struct tally drop_log;
         bool counts_changed;
         char buf[UDP_BUFFER_SIZE];
 };
@@ -229,6 +228,14 @@ void udp_serve(struct udp *u, int fd, uint64_t now) {
         }
 }
 
+static uint64_t dropped_total(const struct udp *u) {
+        uint64_t total = 0;
+
+        for (int v = 0; v < _UDP_VERDICT_MAX; v++)
+                total += u->n_dropped[v];
+        return total;
+}
+
 bool udp_paused(const struct udp *u, uint64_t now) {
         struct bucket g = u->global;
 
@@ -241,38 +248,28 @@ uint64_t udp_deadline(const struct udp *u, uint64_t now) {
 
         if (udp_paused(u, now))
                 d = now + 10 * USEC_PER_MSEC;
-        if (u->log_next > now && u->log_next < d)
-                d = u->log_next;
+        if (tally_deadline(&u->drop_log, dropped_total(u)) < d)
+                d = tally_deadline(&u->drop_log, dropped_total(u));
         return d;
 }
 
 bool udp_tick(struct udp *u, uint64_t now) {
-        uint64_t total = 0;
+        uint64_t n_new = tally_due(&u->drop_log, dropped_total(u), now);
         bool changed = u->counts_changed;
 
-        for (int v = 0; v < _UDP_VERDICT_MAX; v++)
-                total += u->n_dropped[v];
-        if (total > u->n_dropped_logged && now >= u->log_next) {
+        if (n_new > 0)
                 log_warning("UDP: dropped %llu datagrams since the last report (in all: %llu from "
                             "privileged source ports, %llu over the per-source rate, %llu over the global "
                             "rate or buffer, %llu oversized)",
-                            (unsigned long long)(total - u->n_dropped_logged),
-                            (unsigned long long)u->n_dropped[UDP_DROP_PRIVILEGED],
+                            (unsigned long long)n_new, (unsigned long long)u->n_dropped[UDP_DROP_PRIVILEGED],
                             (unsigned long long)u->n_dropped[UDP_DROP_SOURCE],
                             (unsigned long long)u->n_dropped[UDP_DROP_GLOBAL],
                             (unsigned long long)u->n_dropped[UDP_DROP_TRUNCATED]);
-                u->n_dropped_logged = total;
-                u->log_next = now + DROP_LOG_INTERVAL;
-        }
         u->counts_changed = false;
         return changed;
 }
 
 void udp_counts(const struct udp *u, uint64_t *ret_echoed, uint64_t *ret_dropped) {
-        uint64_t total = 0;
-
-        for (int v = 0; v < _UDP_VERDICT_MAX; v++)
-                total += u->n_dropped[v];
         *ret_echoed = u->n_echoed;
-        *ret_dropped = total;
+        *ret_dropped = dropped_total(u);
 }
