@@ -263,6 +263,37 @@ static void serve_ready(struct serve *s, uint64_t now) {
         notify_ready(&s->notify, status, now);
 }
 
+/* The loop, until a stop has drained. Returns 0, or -errno after logging (poll() failed). */
+static int serve_run(void *userdata) {
+        struct serve *s = userdata;
+        uint64_t now = clock_now_usec();
+
+        while (!s->stopping || children_count(s->children) > 0) {
+                int timeout_ms = serve_arm(s, now);
+
+                if (poll(s->pfds, 1 + s->listeners->n, timeout_ms) < 0 && errno != EINTR)
+                        return log_error_errno(errno, "poll() failed: %m");
+                now = clock_now_usec();
+                if (s->pfds[0].revents)
+                        serve_signals(s, now);
+                for (size_t i = 0; i < s->listeners->n; i++) {
+                        const struct listener *l = &s->listeners->items[i];
+                        bool readable = s->pfds[1 + i].revents & POLLIN;
+
+                        if (l->type != LISTENER_STREAM) {
+                                if (readable)
+                                        udp_serve(s->udp, l->fd, now);
+                        } else if (readable)
+                                serve_accept(s, l, now);
+                        else if (s->pfds[1 + i].fd >= 0)
+                                s->at_cap = false; /* polled and nobody waits: the episode is over */
+                }
+                serve_timers(s, now);
+        }
+        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
+        return 0;
+}
+
 int serve_loop(const struct options *options, struct listeners *listeners) {
         /* The loop's state and poll set live in parent-only memory: after each fork the
          * parent writes them without copy-on-write faults. */
@@ -281,39 +312,12 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         };
         notify_setup(&s->notify, now);
         r = serve_setup(s);
-        if (r < 0)
-                goto finish;
-        (void)fork_trim();
-        serve_ready(s, now);
-
-        while (!s->stopping || children_count(s->children) > 0) {
-                int timeout_ms = serve_arm(s, now);
-
-                if (poll(s->pfds, 1 + listeners->n, timeout_ms) < 0 && errno != EINTR) {
-                        r = log_error_errno(errno, "poll() failed: %m");
-                        break;
-                }
-                now = clock_now_usec();
-                if (s->pfds[0].revents)
-                        serve_signals(s, now);
-                for (size_t i = 0; i < listeners->n; i++) {
-                        const struct listener *l = &listeners->items[i];
-                        bool readable = s->pfds[1 + i].revents & POLLIN;
-
-                        if (l->type != LISTENER_STREAM) {
-                                if (readable)
-                                        udp_serve(s->udp, l->fd, now);
-                        } else if (readable)
-                                serve_accept(s, l, now);
-                        else if (s->pfds[1 + i].fd >= 0)
-                                s->at_cap = false; /* polled and nobody waits: the episode is over */
-                }
-                serve_timers(s, now);
+        if (r >= 0) {
+                (void)fork_trim();
+                serve_ready(s, now);
+                r = fork_call_page_top(serve_run, s);
         }
-        if (r == 0)
-                log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
 
-finish:
         children_free(s->children);
         udp_free(s->udp);
         if (s->signal_fd >= 0)
