@@ -17,10 +17,11 @@ struct tally {
 /* How many of the n counted in all to report now: 0 when none are new or it is too soon.
  * A non-zero return starts the next interval. */
 static inline uint64_t tally_due(struct tally *t, uint64_t n, uint64_t now) {
-        uint64_t n_new = n - t->n_logged;
+        uint64_t n_new;
 
         if (n <= t->n_logged || now < t->next)
                 return 0;
+        n_new = n - t->n_logged;
         t->n_logged = n;
         t->next = now + TALLY_INTERVAL;
         return n_new;
