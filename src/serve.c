@@ -191,6 +191,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
         bool accepting = !s->stopping && !full && !paused;
         bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
+        uint64_t refused_due = tally_deadline(&s->refused_log, s->n_refused);
 
         /* One line per episode: it ends when the backlog is found empty (serve_accept). */
         if (full && !s->at_cap && !s->stopping) {
@@ -206,8 +207,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
         }
         if (s->udp && udp_deadline(s->udp, now) < deadline)
                 deadline = udp_deadline(s->udp, now);
-        if (tally_deadline(&s->refused_log, s->n_refused) < deadline)
-                deadline = tally_deadline(&s->refused_log, s->n_refused);
+        if (refused_due < deadline)
+                deadline = refused_due;
         if (paused && paused_until < deadline)
                 deadline = paused_until;
         if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)

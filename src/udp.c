@@ -244,12 +244,10 @@ bool udp_paused(const struct udp *u, uint64_t now) {
 }
 
 uint64_t udp_deadline(const struct udp *u, uint64_t now) {
-        uint64_t d = UINT64_MAX;
+        uint64_t d = tally_deadline(&u->drop_log, dropped_total(u));
 
-        if (udp_paused(u, now))
+        if (udp_paused(u, now) && now + 10 * USEC_PER_MSEC < d)
                 d = now + 10 * USEC_PER_MSEC;
-        if (tally_deadline(&u->drop_log, dropped_total(u)) < d)
-                d = tally_deadline(&u->drop_log, dropped_total(u));
         return d;
 }
 
