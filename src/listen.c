@@ -257,6 +257,15 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
         return 0;
 }
 
+void listen_fds_describe(const struct listeners *l, char *buf, size_t size) {
+        size_t off = 0;
+
+        if (size > 0)
+                buf[0] = '\0';
+        for (size_t i = 0; i < l->n && off < size; i++)
+                off += (size_t)snprintf(buf + off, size - off, "%s%s", i ? ", " : "", l->items[i].name);
+}
+
 void listen_fds_close(struct listeners *l) {
         for (size_t i = 0; i < l->n; i++) {
                 struct listener *it = &l->items[i];

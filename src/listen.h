@@ -31,5 +31,8 @@ struct listeners {
  * socket and returns -errno; there are none: -ENOENT (the caller explains how to run). */
 int listen_fds_get(const struct options *options, struct listeners *ret);
 
+/* "tcp 127.0.0.1:7, udp [::]:7" into buf (truncated to size). */
+void listen_fds_describe(const struct listeners *l, char *buf, size_t size);
+
 /* Closes every socket and unlinks the AF_UNIX paths this process created. */
 void listen_fds_close(struct listeners *l);

@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include "client.h"
 #include "clock.h"
 #include "children.h"
+#include "drain.h"
 #include "fault.h"
 #include "fork.h"
 #include "log.h"
@@ -37,10 +37,9 @@ struct serve {
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
-        bool stopping;
-        uint64_t drain_deadline; /* when remaining children get SIGKILL; 0 once sent */
-        bool at_cap;             /* at the cap since the backlog was last seen empty; logged */
-        struct fault fault;      /* accept() or fork() failing for want of resources */
+        struct drain drain; /* once a stop has begun */
+        bool at_cap;        /* at the cap since the backlog was last seen empty; logged */
+        struct fault fault; /* accept() or fork() failing for want of resources */
 };
 
 static void format_status(const struct serve *s, char *buf, size_t size) {
@@ -112,28 +111,10 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         fault_end(&s->fault);
 }
 
-/* "5 s", "0.250 s" */
-static const char *format_seconds(uint64_t usec, char *buf, size_t size) {
-        if (usec % USEC_PER_SEC == 0)
-                snprintf(buf, size, "%" PRIu64 " s", (uint64_t)(usec / USEC_PER_SEC));
-        else
-                snprintf(buf, size, "%" PRIu64 ".%03" PRIu64 " s", (uint64_t)(usec / USEC_PER_SEC),
-                         (uint64_t)(usec % USEC_PER_SEC / USEC_PER_MSEC));
-        return buf;
-}
-
 static void serve_stop(struct serve *s, uint64_t now) {
-        char buf[32];
-        unsigned n;
-
-        if (s->stopping)
-                return;
-        s->stopping = true;
-        notify_stopping(&s->notify);
-        n = children_kill(s->children, SIGTERM);
-        s->drain_deadline = now + s->options->drain_timeout_usec;
-        log_notice("stopping: %u client%s draining, up to %s", n, n == 1 ? "" : "s",
-                   format_seconds(s->options->drain_timeout_usec, buf, sizeof(buf)));
+        if (!s->drain.stopping)
+                notify_stopping(&s->notify);
+        drain_begin(&s->drain, s->children, s->options->drain_timeout_usec, now);
 }
 
 static void serve_signals(struct serve *s, uint64_t now) {
@@ -155,19 +136,14 @@ static void serve_signals(struct serve *s, uint64_t now) {
                 }
         }
         /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. */
-        if (children_reap(s->children, s->stopping && s->drain_deadline == 0) > 0)
+        if (children_reap(s->children, drain_killed(&s->drain)) > 0)
                 notify_status_changed(&s->notify);
 }
 
 static void serve_timers(struct serve *s, uint64_t now) {
         uint64_t n_refused;
 
-        if (s->stopping && s->drain_deadline != 0 && now >= s->drain_deadline) {
-                unsigned n = children_kill(s->children, SIGKILL);
-                if (n > 0)
-                        log_warning("Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
-                s->drain_deadline = 0;
-        }
+        drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
                 notify_status_changed(&s->notify);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
@@ -188,13 +164,13 @@ static int serve_arm(struct serve *s, uint64_t now) {
         bool full = children_full(s->children);
         uint64_t paused_until = fault_paused_until(&s->fault, now);
         bool paused = paused_until != 0;
-        bool accepting = !s->stopping && !full && !paused;
-        bool answering = !s->stopping && s->udp && !udp_paused(s->udp, now);
+        bool accepting = !s->drain.stopping && !full && !paused;
+        bool answering = !s->drain.stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
         uint64_t refused_due = tally_deadline(&s->refused_log, s->n_refused);
 
         /* One line per episode: it ends when the backlog is found empty (serve_accept). */
-        if (full && !s->at_cap && !s->stopping) {
+        if (full && !s->at_cap && !s->drain.stopping) {
                 log_warning("at the limit of %u clients: accepting paused until one ends",
                             s->options->max_clients);
                 s->at_cap = true;
@@ -211,8 +187,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 deadline = refused_due;
         if (paused && paused_until < deadline)
                 deadline = paused_until;
-        if (s->stopping && s->drain_deadline != 0 && s->drain_deadline < deadline)
-                deadline = s->drain_deadline;
+        if (drain_deadline(&s->drain) < deadline)
+                deadline = drain_deadline(&s->drain);
         /* Below the cap again during an at-the-limit episode: look at the backlog without
          * waiting; if nobody is there, the loop ends the episode. */
         if (s->at_cap && accepting)
@@ -253,12 +229,8 @@ static int serve_setup(struct serve *s) {
 
 static void serve_ready(struct serve *s, uint64_t now) {
         char names[1024], status[160];
-        size_t off = 0;
 
-        names[0] = '\0';
-        for (size_t i = 0; i < s->listeners->n && off < sizeof(names); i++)
-                off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
-                                        s->listeners->items[i].name);
+        listen_fds_describe(s->listeners, names, sizeof(names));
         log_notice("ready: %s; max %u clients", names, s->options->max_clients);
         format_status(s, status, sizeof(status));
         notify_ready(&s->notify, status, now);
@@ -269,7 +241,7 @@ static int serve_run(void *userdata) {
         struct serve *s = userdata;
         uint64_t now = clock_now_usec();
 
-        while (!s->stopping || children_count(s->children) > 0) {
+        while (!s->drain.stopping || children_count(s->children) > 0) {
                 int timeout_ms = serve_arm(s, now);
 
                 if (poll(s->pfds, 1 + s->listeners->n, timeout_ms) < 0 && errno != EINTR)
