@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (SLOW, VALGRIND, Daemon, Skip, connect, fd_targets, free_port,  # noqa: E402
                        listen_socket, recv_exact, recv_to_eof, roundtrip, run, socket_inode,
                        socket_of, started, wait_until)

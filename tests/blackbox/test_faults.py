@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (Daemon, ExecFailed, Skip, connect, fd_targets, listen_socket,  # noqa: E402
                        need_root, no_valgrind, proc_stat, roundtrip, run, started, wait_until)
 

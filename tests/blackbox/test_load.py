@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (Daemon, SLOW, VALGRIND, connect, fd_targets,  # noqa: E402
                        listen_socket, recv_exact, recv_to_eof, roundtrip, run, wait_until)
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (LINE_RE, SLOW, Daemon, connect, fill_until_stuck, recv_exact,  # noqa: E402
                        recv_to_eof, run, started, wait_until)
 

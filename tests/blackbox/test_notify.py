@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (SLOW, VALGRIND, Daemon, connect, fields, free_port,  # noqa: E402
                        is_refused_or_closed, listen_socket, recv_exact, roundtrip, run, started,
                        wait_until)

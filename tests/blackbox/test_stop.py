@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (LINE_RE, SLOW, Daemon, alive, connect, fill_until_stuck,  # noqa: E402
                        listen_socket, recv_exact, recv_to_eof, roundtrip, run, started)
 

@@ -1,8 +1,8 @@
-"""Shared helpers of the black-box tests: TAP output, starting echod exactly as systemd does
-(listening sockets from fd 3, LISTEN_FDS, LISTEN_PID, a NOTIFY_SOCKET whose messages are
-collected with the sender's credentials) or standalone, clients with a timeout on every
-socket operation, and /proc inspection. Every process a test starts is killed and reaped by
-pid when the test ends, whatever happened."""
+"""The harness of the Python tests that drive the built echod (tests/blackbox): TAP output,
+starting echod exactly as systemd does (listening sockets from fd 3, LISTEN_FDS,
+LISTEN_PID, a NOTIFY_SOCKET whose messages are collected with the sender's credentials) or
+standalone, clients with a timeout on every socket operation, and /proc inspection. Every
+process a test starts is killed and reaped by pid when the test ends, whatever happened."""
 
 import contextlib
 import ctypes
