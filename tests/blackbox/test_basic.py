@@ -14,19 +14,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (SLOW, VALGRIND, Daemon, Skip, connect, fd_targets, free_port,  # noqa: E402
-                       listen_socket, recv_exact, recv_to_eof, roundtrip, run, socket_inode,
-                       socket_of, started, wait_until)
+                       have_ipv6, listen_socket, recv_exact, recv_to_eof, roundtrip, run,
+                       socket_inode, socket_of, started, wait_until)
 
 ALL_BYTES = bytes(range(256))
-
-
-def have_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def check_echo(t, addr, what):

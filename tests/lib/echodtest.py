@@ -1,12 +1,15 @@
-"""The harness of the Python tests that drive the built echod (tests/blackbox): TAP output,
-starting echod exactly as systemd does (listening sockets from fd 3, LISTEN_FDS,
-LISTEN_PID, a NOTIFY_SOCKET whose messages are collected with the sender's credentials) or
-standalone, clients with a timeout on every socket operation, and /proc inspection. Every
-process a test starts is killed and reaped by pid when the test ends, whatever happened."""
+"""The harness of the Python tests that drive the built echod (tests/blackbox,
+tests/sockets): TAP output; starting echod exactly as systemd does (sockets on fd 3..,
+LISTEN_FDS, LISTEN_PID, a NOTIFY_SOCKET whose messages are collected with the sender's
+credentials), through systemd-socket-activate, or standalone; stream and UDP clients with a
+timeout on every socket operation; parsing of STATUS= and of the connection log line; /proc
+inspection; valgrind (SLOW scales the waits). Every process a test starts is killed and
+reaped by pid when the test ends, whatever happened."""
 
 import contextlib
 import ctypes
 import os
+import random
 import re
 import resource
 import select
@@ -45,6 +48,11 @@ _UNDER_VALGRIND = "vgpreload" in os.environ.get("LD_PRELOAD", "")
 # Time scale for waits that depend on the daemon's speed (never for bounds the contract sets).
 SLOW = 10.0 if VALGRIND else 1.0
 
+# sd_notify STATUS=; the datagram counts are there only when echod has a UDP socket.
+STATUS_RE = re.compile(
+    r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused"
+    r"(?:, (\d+) datagrams echoed, (\d+) dropped)?$")
+# The log line of a connection from an IP peer: host, port, pid, end reason, bytes, seconds.
 LINE_RE = re.compile(
     r"connection from (\S+) port (\d+) \(pid (\d+)\) ended: (eof|idle|reset|stop|error)[^,]*, "
     r"(\d+) bytes echoed in ([0-9.]+) s")
@@ -179,22 +187,58 @@ def wait_until(pred, timeout, step=0.02):
 # sockets
 
 
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free right now for both TCP and UDP (echod or systemd-socket-activate may bind
+    either, or both)."""
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free for both TCP and UDP")
 
 
-def listen_socket(family=socket.AF_INET, host="127.0.0.1", port=0, backlog=128, path=None):
-    """A listening stream socket as a socket unit would make it (blocking)."""
+def _dual_stack(s, family, host):
+    """A wildcard IPv6 socket takes IPv4 too (BindIPv6Only=both), whatever the sysctl says."""
+    if family == socket.AF_INET6 and host == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+
+
+def listen_socket(family=socket.AF_INET, host="127.0.0.1", port=0, backlog=128, path=None,
+                  kind=socket.SOCK_STREAM):
+    """A listening socket (stream unless kind says otherwise) as a socket unit would make it
+    (blocking)."""
     if path:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_UNIX, kind)
         s.bind(path)
     else:
-        s = socket.socket(family, socket.SOCK_STREAM)
+        s = socket.socket(family, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _dual_stack(s, family, host)
         s.bind((host, port))
     s.listen(backlog)
+    return s
+
+
+def udp_socket(family=socket.AF_INET, host="127.0.0.1", port=0):
+    """A bound UDP socket as a socket unit with ListenDatagram= would make it."""
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    _dual_stack(s, family, host)
+    s.bind((host, port))
     return s
 
 
@@ -257,6 +301,61 @@ def roundtrip(addr, data, timeout=5.0):
         return recv_to_eof(s, timeout)
 
 
+def stream_echo(s, payload, timeout=5.0, shut=True):
+    """Sends payload while reading what comes back (so no buffer fills up), then, with shut,
+    half-closes and reads to EOF, or else reads until as many bytes came back. Returns the
+    bytes received."""
+    got = bytearray()
+    view = memoryview(payload)
+    sent = 0
+    s.setblocking(False)
+    deadline = time.monotonic() + timeout
+    while sent < len(payload):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"send stalled at {sent}/{len(payload)}")
+        r, w, _ = select.select([s], [s], [], 0.5)
+        if w:
+            try:
+                sent += s.send(view[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+        if r:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+    s.settimeout(max(0.1, deadline - time.monotonic()))
+    if shut:
+        s.shutdown(socket.SHUT_WR)
+    while shut or len(got) < len(payload):
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def udp_exchange(s, dest, payload, timeout=3.0):
+    """Sends one datagram and returns (data, source address) of the answer, or None."""
+    s.settimeout(timeout)
+    s.sendto(payload, dest)
+    try:
+        return s.recvfrom(70000)
+    except socket.timeout:
+        return None
+
+
+def drain_udp(s):
+    """Every datagram already queued on s: [(data, source address)]."""
+    s.setblocking(False)
+    out = []
+    while True:
+        try:
+            out.append(s.recvfrom(70000))
+        except BlockingIOError:
+            return out
+
+
 def fill_until_stuck(s, quiet=0.3, limit=256 << 20):
     """Sends on a non-blocking socket (never reading) until nothing more goes out for quiet
     seconds: every buffer on the way to echod and back is full. Returns bytes sent."""
@@ -285,16 +384,10 @@ def is_refused_or_closed(s, timeout=2.0):
         return False
 
 
-def stream_bytes(offset, n):
-    """Deterministic test data: a non-periodic pseudo-random byte stream."""
-    out = bytearray(n)
-    x = (offset * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
-    for i in range(n):
-        x ^= (x << 13) & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 7
-        x ^= (x << 17) & 0xFFFFFFFFFFFFFFFF
-        out[i] = x & 0xFF
-    return bytes(out)
+def pattern(n, seed=0):
+    """n bytes of deterministic pseudo-random test data, not periodic in a way a bug could
+    hide in."""
+    return random.Random(n * 7919 + seed).randbytes(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,22 +411,25 @@ class NotifySocket:
         self.thread.start()
 
     def _run(self):
-        cred_size = struct.calcsize("3i")
         while not self.closed:
             r, _, _ = select.select([self.sock], [], [], 0.1)
-            if not r:
-                continue
-            try:
-                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(cred_size))
-            except OSError:
-                continue
-            pid = uid = -1
-            for level, typ, cdata in anc:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
-                    pid, uid, _gid = struct.unpack("3i", cdata[:cred_size])
-            with self.cond:
-                self.messages.append((time.monotonic(), pid, uid, data.decode("utf-8", "replace")))
-                self.cond.notify_all()
+            if r:
+                with self.cond:
+                    self._receive()
+
+    def _receive(self):
+        """Takes one queued message, if any (with self.cond held)."""
+        cred_size = struct.calcsize("3i")
+        try:
+            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(cred_size), socket.MSG_DONTWAIT)
+        except OSError:
+            return
+        pid = uid = -1
+        for level, typ, cdata in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                pid, uid, _gid = struct.unpack("3i", cdata[:cred_size])
+        self.messages.append((time.monotonic(), pid, uid, data.decode("utf-8", "replace")))
+        self.cond.notify_all()
 
     def wait_for(self, pred, timeout):
         """Waits for a message m (tuple) with pred(m); returns it or None."""
@@ -349,8 +445,30 @@ class NotifySocket:
                 self.cond.wait(left)
 
     def snapshot(self):
+        """Every message sent so far, those still queued on the socket included (so that a
+        message a process sent before it exited is never missed)."""
         with self.cond:
+            while not self.closed and select.select([self.sock], [], [], 0)[0]:
+                self._receive()
             return list(self.messages)
+
+    def values(self, key):
+        """The value of key in every message that has it, oldest first."""
+        return [f[key] for f in (fields(m[3]) for m in self.snapshot()) if key in f]
+
+    def ready(self):
+        """READY=1 was sent."""
+        return "1" in self.values("READY")
+
+    def last_status(self):
+        v = self.values("STATUS")
+        return v[-1] if v else None
+
+    def wait_status(self, pred, timeout):
+        """Waits until the last STATUS parses and its counts satisfy pred; returns the last
+        counts (see status_counts), which may not, or None."""
+        wait_until(lambda: (c := status_counts(self.last_status())) is not None and pred(c), timeout)
+        return status_counts(self.last_status())
 
     def close(self):
         self.closed = True
@@ -373,6 +491,13 @@ def fields(text):
     return out
 
 
+def status_counts(text):
+    """(active, max, served, refused, echoed, dropped) of a STATUS= value, echoed and dropped
+    None when it has no datagram counts; None if it does not have the interface's format."""
+    m = STATUS_RE.match(text or "")
+    return tuple(None if g is None else int(g) for g in m.groups()) if m else None
+
+
 # ---------------------------------------------------------------------------------------------
 # the daemon
 
@@ -383,18 +508,31 @@ class ExecFailed(Exception):
 
 _registry = []
 
+SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
+# What systemd-socket-activate, which gives its child a fresh environment, must pass on (-E)
+# besides the test's own variables: the sanitizers' settings.
+_SANITIZER_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS", "MALLOC_PERTURB_")
+
 
 class Daemon:
-    """One echod process. sockets are put on fd 3, 4, ... with LISTEN_FDS/LISTEN_PID set to
-    the pid that execs echod (unless listen_pid overrides it). notify: create a NOTIFY_SOCKET.
-    journal: stderr is a pipe and JOURNAL_STREAM names it, like journald's stream."""
+    """One echod process. sockets (socket objects, or any fds as ints) are put on fd 3, 4, ...
+    with LISTEN_FDS/LISTEN_PID set to the pid that execs echod (unless listen_pid overrides
+    it). notify: create a NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names
+    it, like journald's stream.
+    socket_activate: a list of option lists (["--datagram", "-l", "127.0.0.1:7"]): echod is
+    started by systemd-socket-activate with the first, which starts one with the second (if
+    any), and so on. start() returns once the outermost one has bound its addresses; it
+    execs the next (unless -a) at the first connection or datagram. The pid is the
+    outermost one's, which is echod's after the exec unless -a."""
 
     def __init__(self, exe, args=(), sockets=(), notify=True, env=None, user=None,
-                 rlimits=None, journal=False, listen_pid=None, extra_fds=None, wrap=True):
+                 rlimits=None, journal=False, listen_pid=None, extra_fds=None, wrap=True,
+                 socket_activate=None):
         self.exe = exe
         self.args = list(args)
         self.sockets = list(sockets)
         self.extra_fds = extra_fds  # {target_fd: fd} instead of sockets
+        self.socket_activate = [list(opts) for opts in socket_activate or []]
         self.env_extra = env or {}
         self.user = user
         self.rlimits = rlimits or {}
@@ -411,22 +549,24 @@ class Daemon:
         self.known_children = set()
         _registry.append(self)
 
-    def argv(self):
-        base = [self.exe] + self.args
-        if not self.wrap:
-            return base
-        self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
-        os.chmod(self.vg_dir, 0o777)
-        return ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
-                "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
-                "--track-origins=yes", "--child-silent-after-fork=no",
-                f"--log-file={self.vg_dir}/vg.%p.log"] + base
+    def argv(self, env):
+        """The command line: echod, under valgrind if wrapped, under systemd-socket-activate
+        if asked, which passes on from env what echod needs."""
+        argv = [self.exe] + self.args
+        if self.wrap:
+            self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
+            os.chmod(self.vg_dir, 0o777)
+            argv = [shutil.which("valgrind") or "/usr/bin/valgrind", "--quiet", "--error-exitcode=99",
+                    "--leak-check=full", "--show-leak-kinds=definite",
+                    "--errors-for-leak-kinds=definite", "--track-origins=yes",
+                    "--child-silent-after-fork=no", f"--log-file={self.vg_dir}/vg.%p.log"] + argv
+        passed = [f"-E{k}={v}" for k, v in env.items()
+                  if k in ("NOTIFY_SOCKET", "JOURNAL_STREAM") + _SANITIZER_ENV or k in self.env_extra]
+        for opts in reversed(self.socket_activate):
+            argv = [SOCKET_ACTIVATE or "systemd-socket-activate"] + opts + passed + argv
+        return argv
 
     def start(self):
-        argv = self.argv()
-        exe_path = argv[0]
-        if self.wrap:
-            exe_path = shutil.which("valgrind") or "/usr/bin/valgrind"
         env = {k: v for k, v in os.environ.items()
                if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
                             "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "ECHOD_TEST_REEXEC")}
@@ -440,8 +580,9 @@ class Daemon:
         for k, v in self.env_extra.items():
             if v is None:
                 env.pop(k, None)
+        argv = self.argv(env)
         fd_map = dict(self.extra_fds) if self.extra_fds else {
-            3 + i: s.fileno() for i, s in enumerate(self.sockets)}
+            3 + i: s if isinstance(s, int) else s.fileno() for i, s in enumerate(self.sockets)}
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
@@ -472,7 +613,7 @@ class Daemon:
                     os.setgroups([])
                     os.setgid(self.user[1])
                     os.setuid(self.user[0])
-                os.execve(exe_path, argv, env)
+                os.execve(argv[0], argv, env)
             except BaseException as e:  # noqa: B902 - report anything, never return
                 try:
                     os.write(report, f"{type(e).__name__}: {e}".encode())
@@ -493,6 +634,10 @@ class Daemon:
         if msg:
             self.wait(5)
             raise ExecFailed(msg.decode())
+        n = self.socket_activate[0].count("-l") if self.socket_activate else 0
+        if n and len(self.wait_line(r"^Listening on ", 5 * SLOW, n)) < n:
+            raise AssertionError(f"systemd-socket-activate did not bind {n} address(es); status "
+                                 f"{self.poll()}; stderr: {self.stderr_text()[-2000:]}")
         return self
 
     def _read_err(self, fd):
@@ -678,7 +823,7 @@ def reap_orphans():
 def run(tests):
     """Runs each test function fn(t, exe) and prints TAP. A test that raises is `not ok`;
     afterwards every daemon it started is killed and reaped and checked for sanitizer or
-    valgrind reports, and no process of ours may be left."""
+    valgrind reports, and no process of ours may be left. Exits 1 if anything failed."""
     t = Tap()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -686,8 +831,8 @@ def run(tests):
     exe = sys.argv[1] if len(sys.argv) > 1 else ""
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         t.ok(False, f"the echod binary under test exists and is executable ({exe!r})")
-        print(f"1..{t.n}")
-        return
+        print(f"1..{t.n}", flush=True)
+        sys.exit(1)
     exe = os.path.abspath(exe)
     only = os.environ.get("ECHOD_TEST_ONLY")
     for fn in tests:
@@ -709,6 +854,7 @@ def run(tests):
             if left:
                 t.ok(False, f"{name}: no process left behind", f"reaped orphans {left}")
     print(f"1..{t.n}", flush=True)
+    sys.exit(1 if t.failed else 0)
 
 
 def need_root():
