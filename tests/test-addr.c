@@ -1,0 +1,179 @@
+/* Unit test of addr.c: how peers are grouped for --max-per-source (IPv4-mapped IPv6 as
+ * IPv4, IPv6 by /64, AF_UNIX not at all), and how addresses appear in the logs (mapped
+ * addresses as IPv4, IPv6 in brackets, AF_UNIX paths with their control bytes replaced). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "addr.h"
+
+static unsigned n_test;
+static unsigned n_failed;
+
+static bool tap(bool ok, const char *fmt, ...) {
+        va_list ap;
+
+        n_test++;
+        if (!ok)
+                n_failed++;
+        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+        fflush(stdout);
+        return ok;
+}
+
+static bool tap_str(const char *got, const char *want, const char *what) {
+        bool ok = strcmp(got, want) == 0;
+
+        if (!tap(ok, "%s: \"%s\"", what, want))
+                printf("# got \"%s\"\n", got);
+        return ok;
+}
+
+/* A socket address from "HOST:PORT" or "[IPV6]:PORT", through addr_parse(). */
+static socklen_t sockaddr_of(const char *text, struct sockaddr_storage *ret) {
+        socklen_t len = 0;
+
+        if (addr_parse(text, ret, &len) < 0) {
+                printf("# addr_parse(\"%s\") failed\n", text);
+                memset(ret, 0, sizeof(*ret));
+        }
+        return len;
+}
+
+static uint64_t key_of(const char *text) {
+        struct sockaddr_storage ss;
+        socklen_t len = sockaddr_of(text, &ss);
+
+        return addr_source_key((struct sockaddr *)&ss, len);
+}
+
+static socklen_t sockaddr_unix(struct sockaddr_un *sun, const char *path, size_t path_len) {
+        memset(sun, 0, sizeof(*sun));
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, path, path_len);
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
+}
+
+static void test_parse(void) {
+        static const char *const good[] = { "7", "65535", "127.0.0.1:7", "[::1]:7", "[2001:db8::1]:65535" };
+        static const char *const bad[] = {
+                "",       "0",       "65536",         "+7",          " 7",      "7x",
+                "::1:7",  "[::1]7",  "[::1]",         "[]:7",        ":7",      "127.0.0.1:",
+                "host:7", "1.2.3:7", "[127.0.0.1]:7", "127.0.0.1:0", "[::1]:-1"
+        };
+        struct sockaddr_storage ss;
+        socklen_t len;
+
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+                tap(addr_parse(good[i], NULL, NULL) == 0, "parse \"%s\": accepted", good[i]);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                tap(addr_parse(bad[i], NULL, NULL) == -EINVAL, "parse \"%s\": -EINVAL", bad[i]);
+
+        len = sockaddr_of("7", &ss);
+        tap(ss.ss_family == AF_INET6 && len == sizeof(struct sockaddr_in6) &&
+                    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr) &&
+                    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == 7,
+            "parse \"7\": the IPv6 wildcard, port 7");
+        len = sockaddr_of("192.0.2.1:4000", &ss);
+        tap(ss.ss_family == AF_INET && len == sizeof(struct sockaddr_in) &&
+                    ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) == 0xc0000201u &&
+                    ntohs(((struct sockaddr_in *)&ss)->sin_port) == 4000,
+            "parse \"192.0.2.1:4000\": that IPv4 address and port");
+}
+
+static void test_source_key(void) {
+        struct sockaddr_un sun;
+        struct sockaddr_in sin = { .sin_family = AF_INET };
+        socklen_t len;
+
+        tap(key_of("192.0.2.7:1") == key_of("192.0.2.7:2"), "source: the port does not count");
+        tap(key_of("192.0.2.7:1") != key_of("192.0.2.8:1"), "source: each IPv4 address is its own");
+        tap(key_of("[::ffff:192.0.2.7]:1") == key_of("192.0.2.7:1"),
+            "source: IPv4-mapped ::ffff:192.0.2.7 is 192.0.2.7");
+        tap(key_of("[2001:db8:1:2::5]:1") == key_of("[2001:db8:1:2:ffff:ffff:ffff:ffff]:1"),
+            "source: IPv6 addresses of one /64 are one source");
+        tap(key_of("[2001:db8:1:2::5]:1") != key_of("[2001:db8:1:3::5]:1"),
+            "source: another /64 is another source");
+        tap(key_of("[::192.0.2.7]:1") != key_of("192.0.2.7:1"),
+            "source: the IPv6 ::192.0.2.7 is not the IPv4 192.0.2.7");
+        len = sockaddr_unix(&sun, "/run/echo.sock", sizeof("/run/echo.sock") - 1);
+        tap(addr_source_key((struct sockaddr *)&sun, len) == ADDR_SOURCE_NONE,
+            "source: AF_UNIX peers are not grouped");
+        tap(addr_source_key((struct sockaddr *)&sin, sizeof(sa_family_t)) == ADDR_SOURCE_NONE,
+            "source: a truncated address is not grouped");
+}
+
+static void test_format_source(void) {
+        char buf[ADDR_TEXT_MAX];
+
+        addr_format_source(key_of("[::ffff:192.0.2.7]:1"), buf, sizeof(buf));
+        tap_str(buf, "192.0.2.7", "format source: IPv4-mapped");
+        addr_format_source(key_of("[2001:db8:1:2::5]:1"), buf, sizeof(buf));
+        tap_str(buf, "2001:db8:1:2::/64", "format source: IPv6");
+        addr_format_source(ADDR_SOURCE_NONE, buf, sizeof(buf));
+        tap_str(buf, "local", "format source: AF_UNIX");
+}
+
+static void test_format_peer_local(void) {
+        static const char control_path[] = "/run/e\n\x1b[31mvil\xff.sock";
+        struct sockaddr_storage ss;
+        struct sockaddr_un sun;
+        char buf[ADDR_TEXT_MAX];
+        socklen_t len;
+
+        len = sockaddr_of("192.0.2.7:4000", &ss);
+        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "192.0.2.7 port 4000", "peer: IPv4");
+        len = sockaddr_of("[::ffff:192.0.2.7]:4000", &ss);
+        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "192.0.2.7 port 4000", "peer: IPv4-mapped as IPv4");
+        len = sockaddr_of("[2001:db8::1]:7", &ss);
+        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "2001:db8::1 port 7", "peer: IPv6");
+
+        len = sockaddr_of("127.0.0.1:7", &ss);
+        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "127.0.0.1:7", "local: IPv4");
+        len = sockaddr_of("[::1]:7", &ss);
+        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "[::1]:7", "local: IPv6 in brackets");
+        len = sockaddr_of("[::ffff:127.0.0.1]:7", &ss);
+        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
+        tap_str(buf, "127.0.0.1:7", "local: IPv4-mapped as IPv4, no brackets");
+
+        len = sockaddr_unix(&sun, "/run/echo.sock", sizeof("/run/echo.sock") - 1);
+        addr_format_local((struct sockaddr *)&sun, len, buf, sizeof(buf));
+        tap_str(buf, "/run/echo.sock", "local: AF_UNIX path");
+        len = sockaddr_unix(&sun, "\0echo", 5);
+        addr_format_local((struct sockaddr *)&sun, len, buf, sizeof(buf));
+        tap_str(buf, "@echo", "local: abstract AF_UNIX name with '@'");
+        len = sockaddr_unix(&sun, "", 0);
+        addr_format_local((struct sockaddr *)&sun, len, buf, sizeof(buf));
+        tap_str(buf, "(unnamed)", "local: unnamed AF_UNIX socket");
+        len = sockaddr_unix(&sun, control_path, sizeof(control_path) - 1);
+        addr_format_local((struct sockaddr *)&sun, len, buf, sizeof(buf));
+        tap_str(buf, "/run/e??[31mvil?.sock", "local: control and non-ASCII bytes of a path replaced");
+        len = sockaddr_unix(&sun, "/run/echo.sock", sizeof("/run/echo.sock") - 1);
+        addr_format_local((struct sockaddr *)&sun, len, buf, 5);
+        tap_str(buf, "/run", "local: truncated to the buffer, terminated");
+}
+
+int main(void) {
+        test_parse();
+        test_source_key();
+        test_format_source();
+        test_format_peer_local();
+        printf("1..%u\n", n_test);
+        return n_failed ? 1 : 0;
+}
