@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,24 +12,7 @@
 #include <sys/un.h>
 
 #include "addr.h"
-
-static unsigned n_test;
-static unsigned n_failed;
-
-static bool tap(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_test++;
-        if (!ok)
-                n_failed++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        return ok;
-}
+#include "tap.h"
 
 static bool tap_str(const char *got, const char *want, const char *what) {
         bool ok = strcmp(got, want) == 0;
@@ -174,6 +156,5 @@ int main(void) {
         test_source_key();
         test_format_source();
         test_format_peer_local();
-        printf("1..%u\n", n_test);
-        return n_failed ? 1 : 0;
+        return tap_done();
 }

@@ -5,7 +5,6 @@
  * of its own, so the test decides which one ends. */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,26 +16,9 @@
 
 #include "children.h"
 #include "log.h"
+#include "tap.h"
 
 #define N_CHURN 200
-
-static unsigned n_test;
-static unsigned n_failed;
-
-static bool tap(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_test++;
-        if (!ok)
-                n_failed++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        return ok;
-}
 
 struct child {
         pid_t pid;
@@ -214,6 +196,5 @@ int main(void) {
         log_setup(LOG_INFO);
         test_counts();
         test_churn();
-        printf("1..%u\n", n_test);
-        return n_failed ? 1 : 0;
+        return tap_done();
 }

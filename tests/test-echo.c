@@ -24,21 +24,9 @@
 #include <sys/wait.h>
 
 #include "echo.h"
+#include "tap.h"
 
-static unsigned n_test;
 static bool valgrind;
-
-static void tap(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_test++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-}
 
 static void diag(const char *fmt, ...) {
         va_list ap;
@@ -608,6 +596,5 @@ int main(void) {
                 test_stop(k);
                 test_stop_pending(k);
         }
-        printf("1..%u\n", n_test);
-        return 0;
+        return tap_done();
 }

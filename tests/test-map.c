@@ -4,7 +4,6 @@
  * map_foreach() must visit exactly the model's entries. Backward-shift deletion is where
  * such a map goes wrong: an entry moved to the wrong slot becomes unreachable. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,26 +11,9 @@
 #include <string.h>
 
 #include "map.h"
+#include "tap.h"
 
 #define UNIVERSE_MAX 512u
-
-static unsigned n_test;
-static unsigned n_failed;
-
-static bool tap(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_test++;
-        if (!ok)
-                n_failed++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        return ok;
-}
 
 /* The model: key universe[i] is present when present[i], with value values[i]. */
 struct model {
@@ -174,6 +156,5 @@ int main(void) {
         churn(8, true, 200000);
         churn(100, false, 200000);
         churn(100, true, 200000);
-        printf("1..%u\n", n_test);
-        return n_failed ? 1 : 0;
+        return tap_done();
 }

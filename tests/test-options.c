@@ -4,7 +4,6 @@
 #define _GNU_SOURCE 1
 #endif
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,25 +14,9 @@
 #include <sys/mman.h>
 
 #include "options.h"
+#include "tap.h"
 
 #define MAX_ARGS 160
-
-static unsigned n_test;
-static unsigned n_failed;
-
-static void tap(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_test++;
-        if (!ok)
-                n_failed++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_test);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-}
 
 /* What one options_parse() call returned and wrote. */
 struct call {
@@ -393,6 +376,5 @@ int main(void) {
         test_too_many_listen();
         test_help_version();
         test_durations();
-        printf("1..%u\n", n_test);
-        return 0; /* failures are the "not ok" lines */
+        return tap_done();
 }
