@@ -1,0 +1,127 @@
+/* Unit test of fault.c and tally.h, the two ways the accept loop keeps a fault or a flood
+ * from turning into a spin or a flood of log lines: the pause after failed accept() or
+ * fork() calls (10 ms doubling to 1 s, one line when an episode starts and one when it
+ * ends) and counts reported at most every 10 s. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fault.h"
+#include "log.h"
+#include "tally.h"
+#include "tap.h"
+
+static FILE *captured;
+static int saved_stderr = -1;
+
+static void capture_begin(void) {
+        fflush(stderr);
+        captured = tmpfile();
+        saved_stderr = dup(STDERR_FILENO);
+        if (captured)
+                dup2(fileno(captured), STDERR_FILENO);
+}
+
+/* What was logged since capture_begin(), into buf. */
+static const char *capture_end(char *buf, size_t size) {
+        size_t len = 0;
+
+        dup2(saved_stderr, STDERR_FILENO);
+        close(saved_stderr);
+        if (captured) {
+                rewind(captured);
+                len = fread(buf, 1, size - 1, captured);
+                fclose(captured);
+        }
+        buf[len] = '\0';
+        return buf;
+}
+
+static unsigned count_lines(const char *s) {
+        unsigned n = 0;
+
+        for (; *s; s++)
+                n += *s == '\n';
+        return n;
+}
+
+static void test_fault(void) {
+        static const uint64_t want_ms[] = { 10, 20, 40, 80, 160, 320, 640, 1000, 1000 };
+        struct fault f = {};
+        uint64_t now = 100 * USEC_PER_SEC;
+        bool schedule_ok = true;
+        char log[2048];
+
+        tap(fault_paused_until(&f, now) == 0, "no fault: not paused");
+        capture_begin();
+        for (size_t i = 0; i < sizeof(want_ms) / sizeof(want_ms[0]); i++) {
+                fault_record(&f, i == 0 ? EMFILE : -EMFILE, "accept()", now);
+                if (fault_paused_until(&f, now) != now + want_ms[i] * USEC_PER_MSEC) {
+                        schedule_ok = false;
+                        printf("# failure %zu: paused %lld us, want %llu ms\n", i + 1,
+                               (long long)(fault_paused_until(&f, now) - now),
+                               (unsigned long long)want_ms[i]);
+                }
+                now += want_ms[i] * USEC_PER_MSEC;
+        }
+        capture_end(log, sizeof(log));
+        tap(schedule_ok, "failures in a row pause for 10, 20, 40 ... 640 ms, then 1 s each");
+        tap(count_lines(log) == 1 &&
+                    strstr(log, "accept() failed: Too many open files; pausing new connections") != NULL,
+            "one log line for the episode, with the cause");
+        if (count_lines(log) != 1)
+                printf("# %s", log);
+        tap(fault_paused_until(&f, now) == 0 && fault_paused_until(&f, now - 1) == now,
+            "the pause is over at its end, not before");
+
+        capture_begin();
+        fault_end(&f);
+        fault_end(&f);
+        capture_end(log, sizeof(log));
+        tap(count_lines(log) == 1 && strstr(log, "Serving again after 9 failed attempts") != NULL,
+            "a success ends the episode with one line that counts the failures");
+        if (count_lines(log) != 1)
+                printf("# %s", log);
+
+        capture_begin();
+        fault_record(&f, -EAGAIN, "fork()", now);
+        capture_end(log, sizeof(log));
+        tap(fault_paused_until(&f, now) == now + 10 * USEC_PER_MSEC && strstr(log, "fork() failed") != NULL,
+            "the next episode starts again at 10 ms, with its own line");
+
+        tap(fault_accept_is_transient(ECONNABORTED) && fault_accept_is_transient(EPROTO) &&
+                    fault_accept_is_transient(EINTR),
+            "a connection aborted before accept() is not a fault of the listener");
+        tap(!fault_accept_is_transient(EMFILE) && !fault_accept_is_transient(ENFILE) &&
+                    !fault_accept_is_transient(ENOBUFS) && !fault_accept_is_transient(ENOMEM),
+            "out of descriptors or memory is a fault: it pauses");
+}
+
+static void test_tally(void) {
+        struct tally t = {};
+        uint64_t now = 100 * USEC_PER_SEC;
+
+        tap(tally_due(&t, 0, now) == 0 && tally_deadline(&t, 0) == UINT64_MAX,
+            "nothing counted: nothing due");
+        tap(tally_due(&t, 1, now) == 1, "the first one is reported at once");
+        tap(tally_due(&t, 5, now + 1) == 0 && tally_deadline(&t, 5) == now + TALLY_INTERVAL,
+            "more within the interval wait for its end");
+        tap(tally_due(&t, 5, now + TALLY_INTERVAL - 1) == 0, "still nothing just before it");
+        tap(tally_due(&t, 5, now + TALLY_INTERVAL) == 4, "at its end: the 4 since the last report");
+        tap(tally_deadline(&t, 5) == UINT64_MAX, "all reported: no deadline");
+        tap(tally_due(&t, 5, now + 5 * TALLY_INTERVAL) == 0, "no new ones: no line, however late");
+        tap(tally_due(&t, 6, now + 5 * TALLY_INTERVAL) == 1,
+            "after a quiet interval a new one is reported at once");
+}
+
+int main(void) {
+        log_setup(LOG_INFO);
+        test_fault();
+        test_tally();
+        return tap_done();
+}
