@@ -1,8 +1,9 @@
-/* Unit test of children.c with real children: the cap and the per-source count follow
- * children_add() and reaping; a reaped child frees its source's slot; a child that is not
- * in the table is reaped but not counted; a child killed by a signal is logged as such, a
- * SIGKILL at the drain timeout as the end of its connection. Each child waits on a pipe
- * of its own, so the test decides which one ends. */
+/* Unit test of children.c and drain.c with real children: the cap and the per-source
+ * count follow children_add() and reaping; a reaped child frees its source's slot; a child
+ * that is not in the table is reaped but not counted; a child killed by a signal is logged
+ * as such, a SIGKILL at the drain timeout as the end of its connection; a stop sends
+ * SIGTERM at once and SIGKILL at its deadline, each with one line. Each child waits on a
+ * pipe of its own, so the test decides which one ends. */
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,7 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "children.h"
+#include "clock.h"
+#include "drain.h"
 #include "log.h"
 #include "tap.h"
 
@@ -25,14 +29,17 @@ struct child {
         int release_fd; /* closing it lets the child exit 0 */
 };
 
-/* A child that exits 0 once release_fd is closed (or when a signal kills it). */
-static struct child child_start(void) {
+/* A child that exits 0 once release_fd is closed, or when a signal kills it; with
+ * ignore_sigterm it survives a SIGTERM (set before the fork: no race with the kill). */
+static struct child child_start_with(bool ignore_sigterm) {
         struct child ch = { .pid = -1, .release_fd = -1 };
         int pipe_fd[2];
         char b;
 
         if (pipe(pipe_fd) < 0)
                 return ch;
+        if (ignore_sigterm)
+                signal(SIGTERM, SIG_IGN);
         ch.pid = fork();
         if (ch.pid == 0) {
                 /* Only its own read end: an earlier child's write end kept here would keep
@@ -44,9 +51,14 @@ static struct child child_start(void) {
                         ;
                 _exit(0);
         }
+        signal(SIGTERM, SIG_DFL);
         close(pipe_fd[0]);
         ch.release_fd = pipe_fd[1];
         return ch;
+}
+
+static struct child child_start(void) {
+        return child_start_with(false);
 }
 
 /* Lets ch end, and returns once it is a zombie (not reaped: that is children_reap()'s). */
@@ -65,24 +77,19 @@ static bool child_killed(struct child *ch) {
         return waitid(P_PID, (id_t)ch->pid, &si, WEXITED | WNOWAIT) == 0;
 }
 
-/* children_reap() with stderr captured into buf. */
-static unsigned reap_logged(struct children *c, bool drain_killed, char *buf, size_t size) {
-        FILE *f = tmpfile();
-        int saved = dup(STDERR_FILENO);
-        unsigned n;
-        size_t len = 0;
+static bool child_alive(const struct child *ch) {
+        siginfo_t si = {};
 
-        if (f)
-                dup2(fileno(f), STDERR_FILENO);
-        n = children_reap(c, drain_killed);
-        dup2(saved, STDERR_FILENO);
-        close(saved);
-        if (f) {
-                rewind(f);
-                len = fread(buf, 1, size - 1, f);
-                fclose(f);
-        }
-        buf[len] = '\0';
+        return waitid(P_PID, (id_t)ch->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+/* children_reap() with what it logs captured into buf. */
+static unsigned reap_logged(struct children *c, bool at_drain_timeout, char *buf, size_t size) {
+        unsigned n;
+
+        capture_begin();
+        n = children_reap(c, at_drain_timeout);
+        capture_end(buf, size);
         return n;
 }
 
@@ -192,9 +199,73 @@ static void test_churn(void) {
         children_free(c);
 }
 
+static void test_drain(void) {
+        const uint64_t now = 100 * USEC_PER_SEC, timeout = 5 * USEC_PER_SEC;
+        struct drain d = {}, d2 = {};
+        struct children *c;
+        struct child obeys, stays;
+        char log[1024];
+        bool killed;
+
+        if (children_new(4, 0, &c) < 0) {
+                tap(false, "children_new(4, 0)");
+                return;
+        }
+        obeys = child_start();
+        stays = child_start_with(true);
+        children_add(c, obeys.pid, 1);
+        children_add(c, stays.pid, 2);
+        tap(!d.stopping && drain_deadline(&d) == UINT64_MAX && !drain_killed(&d), "no stop: no deadline");
+
+        capture_begin();
+        drain_begin(&d, c, timeout, now);
+        drain_begin(&d, c, timeout, now + 1);
+        capture_end(log, sizeof(log));
+        tap(strcmp(log, "stopping: 2 clients draining, up to 5 s\n") == 0 &&
+                    drain_deadline(&d) == now + timeout,
+            "a stop: one line, the deadline 5 s on; a second stop changes nothing");
+        if (strstr(log, "stopping") != log)
+                printf("# log: %s", log);
+        tap(child_killed(&obeys) && reap_logged(c, false, log, sizeof(log)) == 1 && child_alive(&stays),
+            "SIGTERM to every child at once");
+
+        capture_begin();
+        drain_tick(&d, c, now + timeout - 1);
+        capture_end(log, sizeof(log));
+        tap(log[0] == '\0' && child_alive(&stays) && !drain_killed(&d),
+            "before the deadline: nothing happens");
+
+        capture_begin();
+        drain_tick(&d, c, now + timeout);
+        killed = drain_killed(&d);
+        drain_tick(&d, c, now + timeout + 1);
+        capture_end(log, sizeof(log));
+        tap(strcmp(log, "Drain timeout: killed 1 remaining client\n") == 0 && killed &&
+                    drain_deadline(&d) == UINT64_MAX,
+            "at the deadline: SIGKILL to the rest, one line, once");
+        if (strstr(log, "Drain") != log)
+                printf("# log: %s", log);
+        tap(child_killed(&stays) && reap_logged(c, drain_killed(&d), log, sizeof(log)) == 1 &&
+                    strstr(log, "ended: killed at the drain timeout") != NULL && children_count(c) == 0,
+            "the child it killed is reaped and its connection's end logged");
+
+        capture_begin();
+        drain_begin(&d2, c, 250 * USEC_PER_MSEC, now);
+        drain_tick(&d2, c, now + 250 * USEC_PER_MSEC);
+        capture_end(log, sizeof(log));
+        tap(strcmp(log, "stopping: 0 clients draining, up to 0.250 s\n") == 0 && drain_killed(&d2),
+            "no children: the stop's line in milliseconds, no kill line at the deadline");
+        if (strstr(log, "stopping") != log)
+                printf("# log: %s", log);
+        close(obeys.release_fd);
+        close(stays.release_fd);
+        children_free(c);
+}
+
 int main(void) {
         log_setup(LOG_INFO);
         test_counts();
         test_churn();
+        test_drain();
         return tap_done();
 }

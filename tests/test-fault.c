@@ -10,37 +10,12 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "clock.h"
 #include "fault.h"
 #include "log.h"
 #include "tally.h"
 #include "tap.h"
-
-static FILE *captured;
-static int saved_stderr = -1;
-
-static void capture_begin(void) {
-        fflush(stderr);
-        captured = tmpfile();
-        saved_stderr = dup(STDERR_FILENO);
-        if (captured)
-                dup2(fileno(captured), STDERR_FILENO);
-}
-
-/* What was logged since capture_begin(), into buf. */
-static const char *capture_end(char *buf, size_t size) {
-        size_t len = 0;
-
-        dup2(saved_stderr, STDERR_FILENO);
-        close(saved_stderr);
-        if (captured) {
-                rewind(captured);
-                len = fread(buf, 1, size - 1, captured);
-                fclose(captured);
-        }
-        buf[len] = '\0';
-        return buf;
-}
 
 static unsigned count_lines(const char *s) {
         unsigned n = 0;
