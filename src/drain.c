@@ -34,7 +34,7 @@ void drain_begin(struct drain *d, struct children *children, uint64_t timeout_us
 void drain_tick(struct drain *d, struct children *children, uint64_t now) {
         unsigned n;
 
-        if (!d->stopping || d->deadline == 0 || now < d->deadline)
+        if (d->deadline == 0 || now < d->deadline)
                 return;
         n = children_kill(children, SIGKILL);
         if (n > 0)
@@ -43,7 +43,7 @@ void drain_tick(struct drain *d, struct children *children, uint64_t now) {
 }
 
 uint64_t drain_deadline(const struct drain *d) {
-        return d->stopping && d->deadline != 0 ? d->deadline : UINT64_MAX;
+        return d->deadline != 0 ? d->deadline : UINT64_MAX;
 }
 
 bool drain_killed(const struct drain *d) {

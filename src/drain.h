@@ -9,7 +9,7 @@
 
 struct drain {
         bool stopping;
-        uint64_t deadline; /* when the children left get SIGKILL; 0 once sent */
+        uint64_t deadline; /* when the children left get SIGKILL; 0 before a stop and once sent */
 };
 
 /* Starts the stop (once; later calls do nothing): SIGTERM to every child, one log line. */

@@ -107,32 +107,34 @@ static void test_format_source(void) {
         tap_str(buf, "local", "format source: AF_UNIX");
 }
 
+/* How a peer (its log line) or a local address (the "ready:" line) reads. */
+static const struct ip_format {
+        bool local;
+        const char *addr, *want, *what;
+} ip_formats[] = {
+        { false, "192.0.2.7:4000", "192.0.2.7 port 4000", "peer: IPv4" },
+        { false, "[::ffff:192.0.2.7]:4000", "192.0.2.7 port 4000", "peer: IPv4-mapped as IPv4" },
+        { false, "[2001:db8::1]:7", "2001:db8::1 port 7", "peer: IPv6" },
+        { true, "127.0.0.1:7", "127.0.0.1:7", "local: IPv4" },
+        { true, "[::1]:7", "[::1]:7", "local: IPv6 in brackets" },
+        { true, "[::ffff:127.0.0.1]:7", "127.0.0.1:7", "local: IPv4-mapped as IPv4, no brackets" },
+};
+
 static void test_format_peer_local(void) {
         static const char control_path[] = "/run/e\n\x1b[31mvil\xff.sock";
         struct sockaddr_storage ss;
         struct sockaddr_un sun;
-        char buf[ADDR_TEXT_MAX];
+        char buf[ADDR_TEXT_MAX] = "";
         socklen_t len;
 
-        len = sockaddr_of("192.0.2.7:4000", &ss);
-        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "192.0.2.7 port 4000", "peer: IPv4");
-        len = sockaddr_of("[::ffff:192.0.2.7]:4000", &ss);
-        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "192.0.2.7 port 4000", "peer: IPv4-mapped as IPv4");
-        len = sockaddr_of("[2001:db8::1]:7", &ss);
-        addr_format_peer((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "2001:db8::1 port 7", "peer: IPv6");
+        for (size_t i = 0; i < sizeof(ip_formats) / sizeof(ip_formats[0]); i++) {
+                const struct ip_format *f = &ip_formats[i];
 
-        len = sockaddr_of("127.0.0.1:7", &ss);
-        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "127.0.0.1:7", "local: IPv4");
-        len = sockaddr_of("[::1]:7", &ss);
-        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "[::1]:7", "local: IPv6 in brackets");
-        len = sockaddr_of("[::ffff:127.0.0.1]:7", &ss);
-        addr_format_local((struct sockaddr *)&ss, len, buf, sizeof(buf));
-        tap_str(buf, "127.0.0.1:7", "local: IPv4-mapped as IPv4, no brackets");
+                len = sockaddr_of(f->addr, &ss);
+                (f->local ? addr_format_local : addr_format_peer)((struct sockaddr *)&ss, len, buf,
+                                                                  sizeof(buf));
+                tap_str(buf, f->want, f->what);
+        }
 
         len = sockaddr_unix(&sun, "/run/echo.sock", sizeof("/run/echo.sock") - 1);
         addr_format_local((struct sockaddr *)&sun, len, buf, sizeof(buf));
