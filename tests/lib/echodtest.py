@@ -80,6 +80,8 @@ class Tap:
             print(f"not ok {self.n} - {desc}", flush=True)
             if diag:
                 self.diag(diag)
+            # meson shows a failed test's stderr, not its TAP stream: the reason goes there too.
+            print(f"not ok {self.n} - {desc}\n{diag or ''}".rstrip()[-4000:], file=sys.stderr, flush=True)
         return bool(cond)
 
     def skip(self, desc, reason):
