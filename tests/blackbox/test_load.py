@@ -205,7 +205,7 @@ def test_no_zombie(t, exe):
         res = parallel(lambda i: roundtrip(ls.getsockname(), b"z%d" % i, 10 * SLOW) == b"z%d" % i,
                        list(range(n)))
         t.ok(all(r is True for r in res), f"{n} short connections echoed")
-        time.sleep(0.5 * SLOW)
+        wait_until(lambda: not zombies(d), 0.5 * SLOW)
         z = zombies(d)
         t.ok(not z, f"no zombie child after {n} short connections", repr(z))
         t.ok(wait_until(lambda: not d.children(), 5 * SLOW) is not None and not d.children(),
