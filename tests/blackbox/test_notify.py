@@ -155,6 +155,37 @@ def test_watchdog(t, exe):
              "without WATCHDOG_USEC: no WATCHDOG=1")
 
 
+def libsystemd_mapped(pid):
+    """The lines of /proc/PID/maps that map libsystemd, or None if pid is gone."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return [ln.rstrip() for ln in f if "libsystemd.so" in ln]
+    except FileNotFoundError:
+        return None
+
+
+def test_libsystemd_only_while_called(t, exe):
+    # The design of the fork (src/libsystemd.c): every fork() pays for each mapping of the
+    # parent, so libsystemd is mapped only while echod calls it.
+    with started(exe) as (d, ls):
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "after READY=1 libsystemd is not mapped in the main process",
+             repr(libsystemd_mapped(d.pid)))
+        for i in range(3):
+            roundtrip(ls.getsockname(), b"s%d" % i, 5 * SLOW)
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
+        t.ok(s is not None, "STATUS says 3 served", repr([x[2] for x in statuses(d)][-3:]))
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "nor after that STATUS was sent", repr(libsystemd_mapped(d.pid)))
+        with connect(ls.getsockname(), 5 * SLOW) as c:
+            c.sendall(b"held")
+            recv_exact(c, 4, 5 * SLOW)
+            kids = d.children()
+            maps = libsystemd_mapped(kids[0][0]) if len(kids) == 1 else None
+            t.ok(maps == [], "nor in a client's child", f"children {kids}: {maps}")
+        t.ok(d.stop() == 0, "stops with status 0")
+
+
 def test_no_notify_socket(t, exe):
     for what, env in (("NOTIFY_SOCKET unset", {}),
                       ("NOTIFY_SOCKET naming nothing", {"NOTIFY_SOCKET": "/nonexistent/notify"})):
@@ -170,4 +201,4 @@ def test_no_notify_socket(t, exe):
 
 if __name__ == "__main__":
     run([test_ready_and_status, test_status_coalesced, test_refused_counted, test_stopping,
-         test_watchdog, test_no_notify_socket])
+         test_watchdog, test_libsystemd_only_while_called, test_no_notify_socket])
