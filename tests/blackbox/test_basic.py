@@ -215,6 +215,25 @@ def test_tcp_nodelay(t, exe):
         t.ok(d.stop() == 0, "stops with status 0")
 
 
+def mapped_files(pid):
+    """The files /proc/PID/maps names (pseudo-files like [stack] included)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return [ln.split(None, 5)[5].strip() for ln in f if len(ln.split(None, 5)) == 6]
+
+
+def child_maps_ok(t, what, parent_pid, child_pid, exe):
+    # src/fork.c: a child is forked without libc, the loader, the heap and the vDSO, which
+    # every fork() would otherwise copy and every exit tear down.
+    desc = f"{what}: the child maps only echod's own file, its stack and anonymous memory"
+    if VALGRIND:
+        return t.skip(desc, "valgrind's own mappings are a child's too")
+    if any("libasan" in m or "libubsan" in m for m in mapped_files(parent_pid)):
+        return t.skip(desc, "a sanitized build keeps every mapping for the runtime")
+    own = os.path.realpath(exe)
+    extra = sorted({m for m in mapped_files(child_pid) if m not in (own, "[stack]", "[vsyscall]")})
+    t.ok(not extra, desc, f"also mapped: {extra}")
+
+
 def test_child_fds(t, exe):
     """The child holds 0, 1, 2 and its connection: no listener, no notify socket."""
     tmp = tempfile.mkdtemp(prefix="echod-unix-")
@@ -273,6 +292,7 @@ def test_child_fds(t, exe):
                 t.ok(all(v in ("/dev/null",) or v.startswith("pipe:") or v.startswith("socket:")
                          for fd, v in fds.items() if fd in (0, 1, 2)),
                      f"{what}: fds 0-2 are what echod was given", repr(fds))
+                child_maps_ok(t, what, d.pid, kids[0][0], exe)
         t.ok(len(seen) == 2, f"each connection had its own child ({sorted(seen)})")
         t.ok(d.stop() == 0, "stops with status 0")
     finally:
