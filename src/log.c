@@ -49,7 +49,7 @@ int log_level_from_string(const char *s) {
         return -EINVAL;
 }
 
-static void log_write(int level, const char *format, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void log_write(int level, const char *format, va_list ap) {
         char line[LOG_LINE_MAX];
         size_t n = 0;
         int r;

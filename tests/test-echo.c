@@ -28,7 +28,7 @@
 
 static bool valgrind;
 
-static void diag(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...) {
         va_list ap;
 
         printf("# ");

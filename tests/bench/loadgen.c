@@ -34,10 +34,10 @@ static uint64_t parse_size(const char *s) {
         switch (*end) {
         case 'G':
                 v <<= 10;
-                /* fallthrough */
+                __attribute__((fallthrough));
         case 'M':
                 v <<= 10;
-                /* fallthrough */
+                __attribute__((fallthrough));
         case 'K':
                 v <<= 10;
                 end++;
