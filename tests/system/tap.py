@@ -16,6 +16,8 @@ def report(ok, name, diag=""):
     for line in diag.splitlines() if not ok else []:
         print(f"# {line}")
     sys.stdout.flush()
+    if not ok:  # meson shows a failed test's stderr, not its TAP stream
+        print(f"not ok {_n_test} - {name}\n{diag}".rstrip()[-4000:], file=sys.stderr, flush=True)
 
 
 def finish():
