@@ -10,8 +10,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (SLOW, VALGRIND, Daemon, connect, fields, free_port,  # noqa: E402
-                       is_refused_or_closed, listen_socket, recv_exact, roundtrip, run, started,
-                       status_counts, wait_until)
+                       is_refused_or_closed, listen_socket, mapped_files, recv_exact, roundtrip,
+                       run, started, status_counts, wait_until)
 
 
 def statuses(d):
@@ -156,12 +156,9 @@ def test_watchdog(t, exe):
 
 
 def libsystemd_mapped(pid):
-    """The lines of /proc/PID/maps that map libsystemd, or None if pid is gone."""
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            return [ln.rstrip() for ln in f if "libsystemd.so" in ln]
-    except FileNotFoundError:
-        return None
+    """The mappings of libsystemd in pid, or None if pid is gone."""
+    files = mapped_files(pid)
+    return None if files is None else [m for m in files if "libsystemd.so" in m]
 
 
 def test_libsystemd_only_while_called(t, exe):

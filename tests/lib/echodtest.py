@@ -139,6 +139,16 @@ def fd_targets(pid):
     return out
 
 
+def mapped_files(pid):
+    """The names in /proc/PID/maps (files and pseudo-files like [stack]; anonymous memory has
+    none), one per mapping, or None if pid is gone."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return [ln.split(None, 5)[5].strip() for ln in f if len(ln.split(None, 5)) == 6]
+    except FileNotFoundError:
+        return None
+
+
 def steal_fd(pid, fd):
     """A duplicate of another process's fd (pidfd_getfd; needs ptrace rights), or None."""
     try:
