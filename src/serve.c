@@ -193,11 +193,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
          * waiting; if nobody is there, the loop ends the episode. */
         if (s->at_cap && accepting)
                 return 0;
-        if (deadline == UINT64_MAX)
-                return -1;
-        if (deadline <= now)
-                return 0;
-        return (int)((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+        return clock_timeout_ms(deadline, now);
 }
 
 static int serve_setup(struct serve *s) {
