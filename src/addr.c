@@ -95,14 +95,19 @@ static void format_ip(const struct sockaddr *sa, char *ip, size_t ip_size, unsig
                 /* An IPv4 client of a dual-stack socket is shown as the IPv4 address. */
                 if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
                         inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], ip, (socklen_t)ip_size);
-                else
+                else {
                         inet_ntop(AF_INET6, &sin6->sin6_addr, ip, (socklen_t)ip_size);
+                        /* A link-local address means nothing without its interface. */
+                        if (sin6->sin6_scope_id != 0 && strlen(ip) + 12 < ip_size)
+                                snprintf(ip + strlen(ip), ip_size - strlen(ip), "%%%u",
+                                         (unsigned)sin6->sin6_scope_id);
+                }
                 *ret_port = ntohs(sin6->sin6_port);
         }
 }
 
 void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
-        char ip[INET6_ADDRSTRLEN];
+        char ip[INET6_ADDRSTRLEN + 12]; /* and "%scope" */
         unsigned port;
 
         if (len < sizeof(sa_family_t) || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
@@ -114,7 +119,7 @@ void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_
 }
 
 void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
-        char ip[INET6_ADDRSTRLEN];
+        char ip[INET6_ADDRSTRLEN + 12];
         unsigned port;
 
         if (len >= sizeof(sa_family_t) && sa->sa_family == AF_UNIX) {
@@ -145,6 +150,13 @@ void addr_format_local(const struct sockaddr *sa, socklen_t len, char *buf, size
  * of a connection: no IPv4 key can equal an IPv6 /64. */
 #define SOURCE_V4_TAG 0xff00000000000000ull
 
+/* fe80::/64: the link-local prefix, all of it in use (fe80::/10 allows more, unused). */
+#define LINK_LOCAL_PREFIX 0xfe80000000000000ull
+
+static bool is_link_local_64(uint64_t prefix) {
+        return prefix == LINK_LOCAL_PREFIX;
+}
+
 static uint64_t load_be64(const uint8_t *p) {
         uint64_t v = 0;
 
@@ -162,6 +174,10 @@ uint64_t addr_source_key(const struct sockaddr *sa, socklen_t len) {
                         return SOURCE_V4_TAG | (uint64_t)a->s6_addr[12] << 24 |
                                (uint64_t)a->s6_addr[13] << 16 | (uint64_t)a->s6_addr[14] << 8 |
                                a->s6_addr[15];
+                if (is_link_local_64(load_be64(a->s6_addr)))
+                        /* fe80::/64 is a different network on each link: the interface
+                         * goes in the prefix's 48 zero bits. */
+                        return LINK_LOCAL_PREFIX | ((const struct sockaddr_in6 *)sa)->sin6_scope_id;
                 return load_be64(a->s6_addr);
         }
         return ADDR_SOURCE_NONE;
@@ -176,7 +192,9 @@ void addr_format_source(uint64_t key, char *buf, size_t size) {
                 struct in_addr in = { .s_addr = htonl((uint32_t)key) };
                 inet_ntop(AF_INET, &in, ip, sizeof(ip));
                 snprintf(buf, size, "%s", ip);
-        } else {
+        } else if ((key & 0xffffffff00000000ull) == LINK_LOCAL_PREFIX && (uint32_t)key != 0)
+                snprintf(buf, size, "fe80::%%%u/64", (unsigned)(uint32_t)key); /* with its interface */
+        else {
                 struct in6_addr in6 = {};
                 for (int i = 0; i < 8; i++)
                         in6.s6_addr[i] = (uint8_t)(key >> (56 - 8 * i));

@@ -107,6 +107,50 @@ static void test_format_source(void) {
         tap_str(buf, "local", "format source: AF_UNIX");
 }
 
+/* A link-local peer as accept() gives it: with the index of the interface it came on. */
+static socklen_t sockaddr_scoped(struct sockaddr_in6 *sin6, const char *ip, uint32_t scope_id) {
+        memset(sin6, 0, sizeof(*sin6));
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(7);
+        sin6->sin6_scope_id = scope_id;
+        if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) != 1)
+                printf("# inet_pton(\"%s\") failed\n", ip);
+        return sizeof(*sin6);
+}
+
+static uint64_t key_scoped(const char *ip, uint32_t scope_id) {
+        struct sockaddr_in6 sin6;
+        socklen_t len = sockaddr_scoped(&sin6, ip, scope_id);
+
+        return addr_source_key((struct sockaddr *)&sin6, len);
+}
+
+static void test_link_local(void) {
+        struct sockaddr_in6 sin6;
+        char buf[ADDR_TEXT_MAX];
+        socklen_t len;
+
+        tap(key_scoped("fe80::1", 2) != key_scoped("fe80::1", 3),
+            "link-local: fe80::1 on interfaces 2 and 3 are two sources");
+        tap(key_scoped("fe80::1", 2) == key_scoped("fe80::abcd:1", 2),
+            "link-local: one interface's fe80::/64 is one source");
+        tap(key_scoped("fe80::1", 2) != key_of("[fe80::1]:7") &&
+                    key_scoped("fe80::1", 2) != key_of("[::2]:7"),
+            "link-local: a scoped key is no other IPv6 /64");
+        tap(key_scoped("2001:db8::1", 2) == key_of("[2001:db8::1]:7"),
+            "a global address: the scope id does not count");
+        addr_format_source(key_scoped("fe80::1", 2), buf, sizeof(buf));
+        tap_str(buf, "fe80::%2/64", "format source: link-local with its interface index");
+        addr_format_source(key_scoped("fe80::1", 4294967295u), buf, sizeof(buf));
+        tap_str(buf, "fe80::%4294967295/64", "format source: the largest interface index");
+        len = sockaddr_scoped(&sin6, "fe80::1", 2);
+        addr_format_peer((struct sockaddr *)&sin6, len, buf, sizeof(buf));
+        tap_str(buf, "fe80::1%2 port 7", "peer: link-local with its interface index");
+        len = sockaddr_scoped(&sin6, "fe80:1:2:3:4:5:6:7", 4294967295u);
+        addr_format_local((struct sockaddr *)&sin6, len, buf, sizeof(buf));
+        tap_str(buf, "[fe80:1:2:3:4:5:6:7%4294967295]:7", "local: the longest scoped address fits");
+}
+
 /* How a peer (its log line) or a local address (the "ready:" line) reads. */
 static const struct ip_format {
         bool local;
@@ -157,6 +201,7 @@ int main(void) {
         test_parse();
         test_source_key();
         test_format_source();
+        test_link_local();
         test_format_peer_local();
         return tap_done();
 }
