@@ -59,14 +59,19 @@ bool children_source_full(const struct children *c, uint64_t source) {
         return n >= c->max_per_source;
 }
 
-void children_add(struct children *c, pid_t pid, uint64_t source) {
+int children_add(struct children *c, pid_t pid, uint64_t source) {
         uint64_t n = 0;
+        int r;
 
-        (void)map_put(c->pids, (uint64_t)pid, source);
-        if (!c->sources || source == ADDR_SOURCE_NONE)
-                return;
+        r = map_put(c->pids, (uint64_t)pid, source);
+        if (r < 0 || !c->sources || source == ADDR_SOURCE_NONE)
+                return r;
         (void)map_get(c->sources, source, &n);
-        (void)map_put(c->sources, source, n + 1);
+        /* One entry per source with a live child: room whenever pids had room. */
+        r = map_put(c->sources, source, n + 1);
+        if (r < 0)
+                (void)map_remove(c->pids, (uint64_t)pid, NULL);
+        return r;
 }
 
 /* Forgets pid; false if it is not one of ours. */
@@ -102,6 +107,16 @@ unsigned children_reap(struct children *c, bool drain_killed) {
                 int status;
                 pid_t pid = waitpid(-1, &status, WNOHANG);
 
+                if (pid < 0 && errno == ECHILD) {
+                        /* Counted, yet none to wait for: they were reaped behind our back
+                         * (SIGCHLD ignored, which main() undoes). None is left to stop. */
+                        n += children_count(c);
+                        log_warning("%u children ended unseen: forgotten", children_count(c));
+                        map_clear(c->pids);
+                        if (c->sources)
+                                map_clear(c->sources);
+                        break;
+                }
                 if (pid <= 0)
                         break;
                 if (!children_remove(c, pid))

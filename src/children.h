@@ -17,8 +17,9 @@ bool children_full(const struct children *c);
 /* True when source (addr_source_key()) has max_per_source live connections already. */
 bool children_source_full(const struct children *c, uint64_t source);
 
-/* Records a new child serving source. Never fails below the cap (the caller checks). */
-void children_add(struct children *c, pid_t pid, uint64_t source);
+/* Records a new child serving source. Returns 0, or -ENOSPC at the cap (the caller checks
+ * children_full() first: a child it cannot record must not serve). */
+int children_add(struct children *c, pid_t pid, uint64_t source);
 /* Reaps every child that has ended and forgets it; logs each one a signal killed
  * (drain_killed: a SIGKILL is the drain timeout's, said as such). Returns how many. */
 unsigned children_reap(struct children *c, bool drain_killed);

@@ -21,6 +21,8 @@ static int serve_connected(const struct options *options, const struct listener 
                 .conn_fd = l->fd,
                 .start_usec = clock_now_usec(),
                 .idle_timeout_usec = options->idle_timeout_usec,
+                .drain_timeout_usec = options->drain_timeout_usec,
+                .oob_inline = l->family != AF_UNIX, /* set by listen.c */
         };
         sigset_t stop_signals;
         enum echo_end end;
@@ -54,7 +56,7 @@ static void stdio_guard(void) {
 int main(int argc, char *argv[]) {
         struct options options;
         struct listeners listeners;
-        struct sigaction ignore = { .sa_handler = SIG_IGN };
+        struct sigaction ignore = { .sa_handler = SIG_IGN }, dfl = { .sa_handler = SIG_DFL };
         sigset_t mask;
         int r;
 
@@ -65,14 +67,21 @@ int main(int argc, char *argv[]) {
         log_setup(options.log_level);
 
         /* Signals are read from a signalfd in the main loop; EPIPE is an error code, never
-         * a signal (stderr may be a pipe whose reader went away). */
+         * a signal (stderr may be a pipe whose reader went away). Nothing inherited counts:
+         * an ignored SIGCHLD would let the kernel reap the children behind the table's
+         * back, an ignored SIGTERM would be dropped before any signalfd saw it, and a
+         * signal blocked by the launcher would stay blocked in every child. */
+        sigaction(SIGCHLD, &dfl, NULL);
+        sigaction(SIGTERM, &dfl, NULL);
+        sigaction(SIGINT, &dfl, NULL);
+        sigaction(SIGHUP, &dfl, NULL);
+        sigaction(SIGPIPE, &ignore, NULL);
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
-        sigaction(SIGPIPE, &ignore, NULL);
+        sigprocmask(SIG_SETMASK, &mask, NULL);
 
         r = listen_fds_get(&options, &listeners);
         if (r == -ENOENT) {

@@ -118,6 +118,12 @@ bool map_remove(struct map *m, uint64_t key, uint64_t *ret_value) {
         return true;
 }
 
+void map_clear(struct map *m) {
+        for (size_t i = 0; i <= m->mask; i++)
+                m->slots[i].used = false;
+        m->n = 0;
+}
+
 size_t map_size(const struct map *m) {
         return m->n;
 }

@@ -16,6 +16,7 @@ void map_free(struct map *m);
 int map_put(struct map *m, uint64_t key, uint64_t value);
 bool map_get(const struct map *m, uint64_t key, uint64_t *ret_value);
 bool map_remove(struct map *m, uint64_t key, uint64_t *ret_value);
+void map_clear(struct map *m);
 size_t map_size(const struct map *m);
 /* Calls f for every entry; f must not change the map. */
 void map_foreach(const struct map *m, void (*f)(uint64_t key, uint64_t value, void *userdata),

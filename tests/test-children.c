@@ -199,6 +199,32 @@ static void test_churn(void) {
         children_free(c);
 }
 
+/* Past the cap, children_add() refuses (the loop must not let a child serve untracked);
+ * children counted but reaped elsewhere (waitpid() says ECHILD, as when SIGCHLD is
+ * ignored) are forgotten, so the cap and a stop do not wait for them forever. */
+static void test_full_and_unseen(void) {
+        struct children *c;
+        char log[256];
+        int r;
+
+        if (children_new(2, 2, &c) < 0) {
+                tap(false, "children_new(2, 2)");
+                return;
+        }
+        /* pids of no child of ours: this process has none left now */
+        tap(children_add(c, 999991, 7) == 0 && children_add(c, 999992, 7) == 0, "two children added");
+        r = children_add(c, 999993, 8);
+        tap(r == -ENOSPC && children_count(c) == 2 && !children_source_full(c, 8),
+            "a third past the cap of 2: -ENOSPC, not counted, its source untouched (r=%d)", r);
+        tap(children_source_full(c, 7), "the two fill their source's slots");
+        tap(reap_logged(c, false, log, sizeof(log)) == 2 && children_count(c) == 0 && !children_full(c) &&
+                    !children_source_full(c, 7) && strstr(log, "2 children ended unseen") != NULL,
+            "none to wait for (ECHILD): the 2 counted are forgotten, with a warning");
+        if (!strstr(log, "unseen"))
+                printf("# log: %s\n", log);
+        children_free(c);
+}
+
 static void test_drain(void) {
         const uint64_t now = 100 * USEC_PER_SEC, timeout = 5 * USEC_PER_SEC;
         struct drain d = {}, d2 = {};
@@ -266,6 +292,7 @@ int main(void) {
         log_setup(LOG_INFO);
         test_counts();
         test_churn();
+        test_full_and_unseen();
         test_drain();
         return tap_done();
 }
