@@ -6,6 +6,8 @@
  * exit_group() before anything of the parent's (atexit handlers, stdio) could run twice. */
 #include "client.h"
 
+#include <fcntl.h>
+
 #include "log.h"
 #include "sys.h"
 
@@ -38,7 +40,9 @@ enum echo_end client_serve(const struct client *c) {
         struct log_line line;
         struct echo_config config = {
                 .idle_timeout_usec = c->idle_timeout_usec,
+                .drain_timeout_usec = c->drain_timeout_usec,
                 .nonblocking = c->nonblocking,
+                .oob_inline = c->oob_inline,
                 .stop_fd = c->stop_fd,
         };
 
@@ -74,15 +78,35 @@ enum echo_end client_serve(const struct client *c) {
         return result.end;
 }
 
-/* Closes every descriptor from 3 up but a and b. */
-static void close_all_but(int a, int b) {
+/* Closes every descriptor from 3 up but a and b: with close_range(), or where it is
+ * refused (fd_max > 0), one by one up to fd_max. */
+static void close_all_but(int a, int b, int fd_max) {
         int lo = a < b ? a : b, hi = a < b ? b : a;
 
+        if (fd_max > 0) {
+                for (int fd = 3; fd <= fd_max; fd++)
+                        if (fd != a && fd != b)
+                                (void)sys_close(fd);
+                return;
+        }
         if (lo > 3)
                 sys_close_range(3, (unsigned)lo - 1);
         if (hi > lo + 1)
                 sys_close_range((unsigned)lo + 1, (unsigned)hi - 1);
         sys_close_range((unsigned)hi + 1, ~0u);
+}
+
+int client_fds_check(int open_max) {
+        int fd = sys_fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3), fd_max = 0;
+
+        if (fd < 0 || sys_close_range((unsigned)fd, (unsigned)fd) == 0)
+                return 0;
+        (void)sys_close(fd);
+        /* The highest open descriptor: fcntl(F_GETFD) fails on the others. */
+        for (int i = 3; i < open_max; i++)
+                if (sys_fcntl(i, F_GETFD, 0) >= 0)
+                        fd_max = i;
+        return fd_max > 2 ? fd_max : 3;
 }
 
 _Noreturn void client_run_child(const struct client *c) {
@@ -93,7 +117,8 @@ _Noreturn void client_run_child(const struct client *c) {
 
         /* Listeners and anything else of the parent's: only stdin, stdout, stderr (the
          * log), the connection and stop_fd stay. */
-        close_all_but(c->conn_fd, c->stop_fd >= 0 ? c->stop_fd : c->conn_fd);
+        close_all_but(c->conn_fd, c->stop_fd >= 0 ? c->stop_fd : c->conn_fd,
+                      c->fd_max > 0 && c->conn_fd > c->fd_max ? c->conn_fd : c->fd_max);
 
         sys_exit((int)client_serve(c));
 }

@@ -31,6 +31,8 @@ struct echo {
         size_t read_left; /* how much more may be read: all, until a stop */
         bool eof;
         bool stopping;
+        bool readable; /* the last wait saw the connection readable; nothing read since */
+        bool at_mark;  /* splice() is stuck at the urgent mark until the pipe is empty */
 };
 
 static size_t echo_window(const struct echo *e) {
@@ -52,6 +54,13 @@ static void splice_end(struct echo *e) {
         e->pipe_fd[0] = e->pipe_fd[1] = -1;
 }
 
+/* True when the next byte to read is TCP urgent data. */
+static bool at_urgent_mark(int conn_fd) {
+        int at_mark = 0;
+
+        return sys_ioctl(conn_fd, SIOCATMARK, &at_mark) == 0 && at_mark > 0;
+}
+
 /* Returns bytes moved in, 0 at EOF, or -errno (-EAGAIN when nothing is there). */
 static ssize_t echo_fill(struct echo *e) {
         size_t room = echo_window(e) - e->pending;
@@ -67,6 +76,20 @@ static ssize_t echo_fill(struct echo *e) {
                         e->splice_failed = true;
                         return echo_fill(e);
                 }
+                /* splice() never reads across the urgent mark, though the byte there is
+                 * inline (SO_OOBINLINE) and poll() says readable: it returns EAGAIN, or 0
+                 * once a FIN is queued behind. Copy past the mark once the pipe is empty
+                 * (splice again afterwards); until then, wait only to write. The ioctl is
+                 * made only when a wait said readable and nothing came, or at EOF. */
+                e->at_mark = false;
+                if ((n == 0 || (n == -EAGAIN && e->readable)) && at_urgent_mark(e->conn_fd)) {
+                        if (e->pending > 0) {
+                                e->at_mark = true;
+                                return -EAGAIN;
+                        }
+                        splice_end(e);
+                        return echo_fill(e);
+                }
         } else {
                 if (e->start == e->end)
                         e->start = e->end = 0;
@@ -79,6 +102,7 @@ static ssize_t echo_fill(struct echo *e) {
         }
         if (n < 0)
                 return n;
+        e->readable = false;
         e->read_left -= (size_t)n;
         return n;
 }
@@ -151,7 +175,7 @@ static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wai
         struct timespec ts, *tsp = NULL;
         int r;
 
-        if (!e->eof && e->pending < echo_window(e))
+        if (!e->eof && e->pending < echo_window(e) && !e->at_mark)
                 pfds[0].events |= POLLIN;
         if (e->pending > 0)
                 pfds[0].events |= POLLOUT;
@@ -167,6 +191,7 @@ static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wai
         r = sys_poll(pfds, stop_fd >= 0 ? 2 : 1, tsp);
         if (r < 0)
                 return r;
+        e->readable = e->readable || (pfds[0].revents & POLLIN);
         return stop_fd >= 0 && (pfds[1].revents & POLLIN);
 }
 
@@ -182,9 +207,9 @@ static size_t queued_bytes(int conn_fd) {
 /* After a stop, bytes the peer sent after the last read may be waiting, and closing a
  * socket with unread bytes resets the connection: the peer would lose the echo that has
  * left our buffer but not yet reached it. So before the caller closes, wait until the peer
- * has acknowledged all we sent, reading and dropping what it still sends. The drain
- * timeout bounds the wait (the child is killed at it). */
-static void echo_linger(int conn_fd, char buf[static COPY_SIZE]) {
+ * has acknowledged all we sent, reading and dropping what it still sends, until deadline
+ * (a peer that advertises a zero window would keep us forever). */
+static void echo_linger(int conn_fd, char buf[static COPY_SIZE], uint64_t deadline) {
         const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
 
         for (;;) {
@@ -192,7 +217,7 @@ static void echo_linger(int conn_fd, char buf[static COPY_SIZE]) {
                 int unacked = 0;
                 ssize_t n;
 
-                if (sys_ioctl(conn_fd, SIOCOUTQ, &unacked) < 0 || unacked <= 0)
+                if (sys_ioctl(conn_fd, SIOCOUTQ, &unacked) < 0 || unacked <= 0 || sys_now_usec() >= deadline)
                         return;
                 while ((n = sys_read(conn_fd, buf, COPY_SIZE)) > 0)
                         ;
@@ -209,8 +234,8 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
         enum echo_end end = _ECHO_END_MAX;
         int stop_fd = config->stop_fd;
         unsigned passes = 0;
-        uint64_t deadline = 0;
-        int flags, r;
+        uint64_t deadline = 0, stop_deadline = 0;
+        int flags, r, one = 1;
 
         *ret = (struct echo_result){};
         if (!config->nonblocking) {
@@ -218,11 +243,19 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
                 if (flags >= 0 && !(flags & O_NONBLOCK))
                         (void)sys_fcntl(conn_fd, F_SETFL, flags | O_NONBLOCK);
         }
+        /* Urgent data is data: in line, it is read (and echoed) in order; out of line, a
+         * read would skip it. TCP copies the option from the listener; AF_UNIX does not. */
+        if (!config->oob_inline)
+                (void)sys_setsockopt(conn_fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
 
         for (;;) {
                 bool progress = echo_step(&e, ret, &end);
                 if (end != _ECHO_END_MAX)
                         break;
+                if (e.stopping && sys_now_usec() >= stop_deadline) {
+                        end = ECHO_END_STOP; /* out of time to finish: close as it is */
+                        break;
+                }
                 if (progress) {
                         deadline = 0;
                         if (stop_fd < 0 || ++passes < STOP_CHECK_PASSES)
@@ -236,14 +269,20 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
                                 end = ECHO_END_IDLE;
                                 break;
                         }
-                        r = echo_wait(&e, stop_fd, deadline, false);
+                        r = echo_wait(&e, stop_fd,
+                                      e.stopping && (deadline == 0 || stop_deadline < deadline)
+                                              ? stop_deadline
+                                              : deadline,
+                                      false);
                 }
                 if (r > 0) {
                         /* Stopping: echo what has already arrived (our buffer and the
                          * kernel's queue), then close; whatever comes later is not read.
-                         * stop_fd stays readable: it is not looked at again. */
+                         * stop_fd stays readable: it is not looked at again. All of it
+                         * within the drain timeout. */
                         stop_fd = -1;
                         e.stopping = true;
+                        stop_deadline = sys_now_usec() + config->drain_timeout_usec;
                         e.read_left = queued_bytes(conn_fd);
                         e.eof = e.eof || e.read_left == 0;
                 } else if (r < 0 && r != -EINTR) {
@@ -255,7 +294,7 @@ void echo_stream(int conn_fd, const struct echo_config *config, struct echo_resu
                 end = ECHO_END_STOP;
                 /* Our FIN goes after the echoed bytes; the peer may still be sending. */
                 (void)sys_shutdown(conn_fd, SHUT_WR);
-                echo_linger(conn_fd, buf);
+                echo_linger(conn_fd, buf, stop_deadline);
         }
         splice_end(&e);
         ret->end = end;

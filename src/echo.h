@@ -16,7 +16,11 @@ enum echo_end {
 
 struct echo_config {
         uint64_t idle_timeout_usec; /* 0: none */
-        bool nonblocking;           /* conn_fd is O_NONBLOCK already */
+        /* After a stop, how long echoing what had arrived and waiting for the peer to take
+         * it may last (0: close at once), whoever else is there to kill the process. */
+        uint64_t drain_timeout_usec;
+        bool nonblocking; /* conn_fd is O_NONBLOCK already */
+        bool oob_inline;  /* conn_fd has SO_OOBINLINE already (inherited from its listener) */
         /* Readable once the service stops: a signalfd for the stop signals, which the
          * caller keeps blocked. Polled, never read. -1: no stop. */
         int stop_fd;
@@ -29,7 +33,8 @@ struct echo_result {
 };
 
 /* Serves conn_fd, a connected stream socket (TCP or AF_UNIX), until one of the ends above.
- * Makes it non-blocking; does not close it. */
+ * Makes it non-blocking, and makes urgent data (MSG_OOB) ordinary data in it
+ * (SO_OOBINLINE), so that it is echoed in order like any byte; does not close it. */
 void echo_stream(int conn_fd, const struct echo_config *config, struct echo_result *ret);
 
 const char *echo_end_to_string(enum echo_end end);

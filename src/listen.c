@@ -1,6 +1,6 @@
 /* Where the sockets come from. Passed fds are checked with sd_is_socket*() and classified;
- * --listen values are bound here. Every TCP listener gets TCP_NODELAY, which Linux copies
- * to each accepted connection, so no child pays a syscall for it. */
+ * --listen values are bound here. Every TCP listener gets TCP_NODELAY and SO_OOBINLINE,
+ * which Linux copies to each accepted connection, so no child pays a syscall for them. */
 #include "listen.h"
 
 #include <errno.h>
@@ -40,8 +40,11 @@ static int socket_prepare(struct listener *l) {
         flags = fcntl(l->fd, F_GETFL);
         if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) < 0)
                 return -errno;
-        if (l->type == LISTENER_STREAM && l->family != AF_UNIX &&
-            setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        /* A listener's options are copied to each connection it accepts; a connection
+         * passed in inetd mode needs them itself. Urgent data is echoed in line. */
+        if (l->type != LISTENER_DGRAM && l->family != AF_UNIX &&
+            (setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+             setsockopt(l->fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0))
                 return -errno;
         return 0;
 }

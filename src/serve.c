@@ -6,11 +6,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -22,6 +25,7 @@
 #include "log.h"
 #include "map.h"
 #include "notify.h"
+#include "refused.h"
 #include "sys.h"
 #include "tally.h"
 #include "udp.h"
@@ -32,13 +36,17 @@ struct serve {
         struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
         struct signalfd_siginfo siginfo[16];
         int signal_fd;
+        int fd_max; /* client.fd_max: 0 when close_range() works */
         struct children *children;
         struct udp *udp; /* only with UDP sockets */
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
-        struct drain drain; /* once a stop has begun */
-        bool at_cap;        /* at the cap since the backlog was last seen empty; logged */
+        struct refused refused_sources; /* who was refused since the last line */
+        struct drain drain;             /* once a stop has begun */
+        bool at_cap;                    /* at the cap since the backlog was last seen empty */
+        uint64_t n_cap_episodes;        /* times the cap was reached */
+        struct tally cap_log;
         struct fault fault; /* accept() or fork() failing for want of resources */
 };
 
@@ -66,7 +74,16 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
         close(c->conn_fd);
         if (pid < 0)
                 return pid;
-        children_add(s->children, pid, source);
+        if (children_add(s->children, pid, source) < 0) {
+                /* Cannot happen: the loop accepts only below the cap. A child the table does
+                 * not hold would get no stop and outlive echod: it must not serve. */
+                log_error("No room for child %d in the table of %u: killed", (int)pid,
+                          s->options->max_clients);
+                (void)kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                return 0;
+        }
         s->n_served++;
         notify_status_changed(&s->notify);
         log_debug("accepted %s (pid %d)", c->peer_text, (int)pid);
@@ -80,7 +97,10 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         struct client c = {
                 .stop_fd = s->signal_fd,
                 .idle_timeout_usec = s->options->idle_timeout_usec,
+                .drain_timeout_usec = s->options->drain_timeout_usec,
                 .nonblocking = true,
+                .oob_inline = l->family != AF_UNIX, /* copied from the TCP listener */
+                .fd_max = s->fd_max,
         };
         uint64_t source;
         int r;
@@ -98,6 +118,7 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 /* Closed at once: the peer sees its connection end with no data. */
                 close(c.conn_fd);
                 s->n_refused++;
+                refused_add(&s->refused_sources, source);
                 notify_status_changed(&s->notify);
                 return;
         }
@@ -142,15 +163,18 @@ static void serve_signals(struct serve *s, uint64_t now) {
 
 static void serve_timers(struct serve *s, uint64_t now) {
         uint64_t n_refused;
+        char sources[256];
 
         drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
                 notify_status_changed(&s->notify);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
-        if (n_refused > 0)
+        if (n_refused > 0) {
+                refused_report(&s->refused_sources, sources, sizeof(sources));
                 log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
-                            "since the last report",
-                            n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source);
+                            "since the last report%s",
+                            n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source, sources);
+        }
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
                 format_status(s, status, sizeof(status));
@@ -159,22 +183,42 @@ static void serve_timers(struct serve *s, uint64_t now) {
         notify_watchdog(&s->notify, now);
 }
 
+static void serve_log_cap(struct serve *s, uint64_t now) {
+        uint64_t n = tally_due(&s->cap_log, s->n_cap_episodes, now);
+
+        if (n == 1)
+                log_warning("at the limit of %u clients: accepting paused until one ends",
+                            s->options->max_clients);
+        else if (n > 1)
+                log_warning("at the limit of %u clients: accepting paused until one ends (%" PRIu64
+                            " times since the last report)",
+                            s->options->max_clients, n);
+}
+
+/* Whether a connection may be taken now: not stopping, below the cap, not paused. Looked
+ * at before each accept, since one pass may find several listeners ready. */
+static bool serve_accepting(const struct serve *s, uint64_t now) {
+        return !s->drain.stopping && !children_full(s->children) && fault_paused_until(&s->fault, now) == 0;
+}
+
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
         bool full = children_full(s->children);
         uint64_t paused_until = fault_paused_until(&s->fault, now);
         bool paused = paused_until != 0;
-        bool accepting = !s->drain.stopping && !full && !paused;
+        bool accepting = serve_accepting(s, now);
         bool answering = !s->drain.stopping && s->udp && !udp_paused(s->udp, now);
         uint64_t deadline = notify_deadline(&s->notify);
         uint64_t refused_due = tally_deadline(&s->refused_log, s->n_refused);
 
-        /* One line per episode: it ends when the backlog is found empty (serve_accept). */
+        /* An episode ends when the backlog is found empty (serve_run). A client that
+         * cycles one connection at the cap starts one each time: counted, and logged at
+         * most once per interval. */
         if (full && !s->at_cap && !s->drain.stopping) {
-                log_warning("at the limit of %u clients: accepting paused until one ends",
-                            s->options->max_clients);
                 s->at_cap = true;
+                s->n_cap_episodes++;
         }
+        serve_log_cap(s, now);
 
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];
@@ -185,6 +229,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 deadline = udp_deadline(s->udp, now);
         if (refused_due < deadline)
                 deadline = refused_due;
+        if (tally_deadline(&s->cap_log, s->n_cap_episodes) < deadline)
+                deadline = tally_deadline(&s->cap_log, s->n_cap_episodes);
         if (paused && paused_until < deadline)
                 deadline = paused_until;
         if (drain_deadline(&s->drain) < deadline)
@@ -197,6 +243,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
 }
 
 static int serve_setup(struct serve *s) {
+        struct rlimit limit;
         sigset_t mask;
         int r;
 
@@ -220,6 +267,15 @@ static int serve_setup(struct serve *s) {
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)
                 s->pfds[1 + i].events = POLLIN;
+
+        /* Last: every descriptor the loop keeps is open now. */
+        if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
+                limit.rlim_max = INT_MAX;
+        s->fd_max = client_fds_check((int)limit.rlim_max);
+        if (s->fd_max > 0)
+                log_warning("close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
+                            "each child closes descriptors 3 to %d one by one",
+                            s->fd_max);
         return 0;
 }
 
@@ -252,9 +308,10 @@ static int serve_run(void *userdata) {
                         if (l->type != LISTENER_STREAM) {
                                 if (readable)
                                         udp_serve(s->udp, l->fd, now);
-                        } else if (readable)
-                                serve_accept(s, l, now);
-                        else if (s->pfds[1 + i].fd >= 0)
+                        } else if (readable) {
+                                if (serve_accepting(s, now))
+                                        serve_accept(s, l, now);
+                        } else if (s->pfds[1 + i].fd >= 0)
                                 s->at_cap = false; /* polled and nobody waits: the episode is over */
                 }
                 serve_timers(s, now);

@@ -88,6 +88,10 @@ static inline int sys_close_range(unsigned first, unsigned last) {
         return (int)sys_call(SYS_close_range, first, last, 0);
 }
 
+static inline int sys_setsockopt(int fd, int level, int name, const void *value, socklen_t size) {
+        return (int)sys_call6(SYS_setsockopt, fd, level, name, (long)value, (long)size, 0);
+}
+
 static inline int sys_shutdown(int fd, int how) {
         return (int)sys_call(SYS_shutdown, fd, how, 0);
 }

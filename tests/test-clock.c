@@ -16,8 +16,8 @@ int main(void) {
         tap(clock_timeout_ms(now + 1, now) == 1 && clock_timeout_ms(now + 1000, now) == 1 &&
                     clock_timeout_ms(now + 1001, now) == 2,
             "rounded up to the next millisecond: never wakes before the deadline");
-        tap(clock_timeout_ms(now + 20 * day, now) == 20 * 86400 * 1000,
-            "20 days: exact (%d)", clock_timeout_ms(now + 20 * day, now));
+        tap(clock_timeout_ms(now + 20 * day, now) == 20 * 86400 * 1000, "20 days: exact (%d)",
+            clock_timeout_ms(now + 20 * day, now));
         tap(clock_timeout_ms(now + 30 * day, now) == INT_MAX, "30 days away: INT_MAX, not negative (%d)",
             clock_timeout_ms(now + 30 * day, now));
         tap(clock_timeout_ms(now + 60 * day, now) == INT_MAX, "60 days away: INT_MAX, not wrapped (%d)",

@@ -27,6 +27,9 @@
 #include "tap.h"
 
 static bool valgrind;
+/* The child's drain timeout (echo_config): long, but for the test of a stop that cannot
+ * finish. */
+static uint64_t drain_usec = 60000000;
 
 __attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...) {
         va_list ap;
@@ -126,7 +129,8 @@ static int server_start(int fds[2], uint64_t idle_usec, struct server *ret) {
         if (ret->pid < 0)
                 return -errno;
         if (ret->pid == 0) {
-                struct echo_config config = { .idle_timeout_usec = idle_usec };
+                struct echo_config config = { .idle_timeout_usec = idle_usec,
+                                              .drain_timeout_usec = drain_usec };
                 struct echo_result result;
 
                 close(p[0]);
@@ -564,6 +568,124 @@ static void test_stop_pending(enum pair_kind kind) {
         close(fds[1]);
 }
 
+/* utime + stime of pid in clock ticks, or -1. */
+static long cpu_ticks(pid_t pid) {
+        char path[64], buf[1024], *p;
+        unsigned long utime, stime;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return -1;
+        buf[n] = '\0';
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+                return -1;
+        return (long)(utime + stime);
+}
+
+/* TCP urgent data (MSG_OOB) is data: the byte comes back in line, in order, with all that
+ * follows, in copy mode (before) and splice mode (after) the first 8 KiB; and the child
+ * never spins on it. With shut, the client's FIN follows the urgent byte at once. With
+ * no_read, the client sends 256 KiB without reading first, so the mark is reached while
+ * the pipe is full. */
+static void test_urgent(size_t before, bool shut, bool no_read) {
+        static uint8_t sent[1 << 20], got[1 << 20];
+        const size_t after = 1000, bulk = no_read ? 256u << 10 : 0;
+        size_t n_sent = 0, n_got = 0;
+        struct echo_result res;
+        struct server s;
+        long cpu0, cpu1;
+        int fds[2], r;
+        bool ok;
+
+        if (!setup(PAIR_TCP, 0, fds, &s))
+                return;
+        gen_fill(sent, 0, before + bulk + 1 + after);
+        sent[before + bulk] = '!';
+        ok = send(fds[1], sent, before, MSG_NOSIGNAL) == (ssize_t)before &&
+             recv_exact(fds[1], got, before, TIMEOUT_MS);
+        n_sent = n_got = ok ? before : 0;
+        if (ok && bulk > 0) {
+                struct pump p;
+                pump_init(&p, bulk, false);
+                p.no_read = true;
+                pump_run(fds[1], &p, 2000);
+                /* pump_run sends gen_byte(0..): the same bytes as sent[before..] needs */
+                gen_fill(sent + before, 0, p.n_sent);
+                n_sent += p.n_sent;
+                sent[n_sent] = '!';
+                gen_fill(sent + n_sent + 1, 7, after);
+        }
+        ok = ok && send(fds[1], sent + n_sent, 1, MSG_OOB | MSG_NOSIGNAL) == 1;
+        usleep(50000); /* the urgent byte's segment goes alone */
+        ok = ok && send(fds[1], sent + n_sent + 1, after, MSG_NOSIGNAL) == (ssize_t)after;
+        n_sent += 1 + after;
+        if (shut)
+                shutdown(fds[1], SHUT_WR);
+        cpu0 = cpu_ticks(s.pid);
+        usleep(no_read ? 1000000 : 300000);
+        cpu1 = cpu_ticks(s.pid);
+        if (shut) {
+                ssize_t n = ok ? recv_to_eof(fds[1], got + n_got, sizeof(got) - n_got, TIMEOUT_MS) : -1;
+                ok = n >= 0 && n_got + (size_t)n == n_sent;
+        } else
+                ok = ok && recv_exact(fds[1], got + n_got, n_sent - n_got, valgrind ? 20000 : 3000);
+        tap(ok && memcmp(got, sent, n_sent) == 0,
+            "tcp: urgent byte after %zu%s bytes%s: it and the %zu after it come back in line, in order",
+            before, no_read ? " + unread bulk" : "", shut ? ", then FIN" : "", after);
+        tap(cpu0 >= 0 && cpu1 >= 0 && cpu1 - cpu0 <= (no_read ? 10 : 5),
+            "tcp: urgent byte after %zu bytes: the child does not spin (%ld ticks in %s)", before,
+            cpu1 - cpu0, no_read ? "1 s" : "0.3 s");
+        close(fds[1]);
+        r = server_wait(&s, TIMEOUT_MS, &res);
+        tap(r == 0 && res.n_bytes == n_sent, "tcp: urgent: n_bytes counts the urgent byte (%llu of %zu)",
+            r == 0 ? (unsigned long long)res.n_bytes : 0, n_sent);
+}
+
+/* A stop while the peer advertises a zero window (it never reads, with a tiny receive
+ * buffer): the echo cannot be delivered, so the child gives up at its drain timeout
+ * instead of lingering forever (nobody else may be there to kill it: inetd mode, or a
+ * child signalled directly). No idle timeout: the drain timeout alone must end it. */
+static void test_stop_zero_window(void) {
+        struct echo_result res;
+        struct server s;
+        struct pump p;
+        int fds[2], r, tiny = 2048;
+        int64_t t0, took;
+
+        if (make_pair(PAIR_TCP, fds) < 0) {
+                tap(false, "tcp: set up");
+                return;
+        }
+        setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny));
+        drain_usec = 500000;
+        r = server_start(fds, 0, &s);
+        drain_usec = 60000000;
+        if (r < 0) {
+                tap(false, "tcp: fork");
+                return;
+        }
+        pump_init(&p, 64u << 10, false);
+        p.no_read = true;
+        pump_run(fds[1], &p, 1000);
+        usleep(200000);
+        t0 = now_ms();
+        kill(s.pid, SIGUSR1);
+        r = server_wait(&s, valgrind ? 30000 : 5000, &res);
+        took = now_ms() - t0;
+        tap(r == 0 && res.end == ECHO_END_STOP && took >= 400 && took < (valgrind ? 20000 : 2000),
+            "tcp: stop with a zero-window peer: ends as stop at the 0.5 s drain timeout (%lld ms, r=%d)",
+            (long long)took, r);
+        close(fds[1]);
+}
+
 static void test_end_strings(void) {
         static const char *const want[] = { "eof", "idle", "reset", "stop", "error" };
         bool ok = true;
@@ -596,5 +718,10 @@ int main(void) {
                 test_stop(k);
                 test_stop_pending(k);
         }
+        test_urgent(5, false, false);
+        test_urgent(8192, false, false);
+        test_urgent(8192, true, false);
+        test_urgent(8192, false, true);
+        test_stop_zero_window();
         return tap_done();
 }
