@@ -176,9 +176,9 @@ def test_max_clients(t, exe):
             wait_until(lambda: not d.children(), 5 * SLOW)
         warn = [ln for ln in d.lines() if "at the limit of 3 clients" in ln]
         # each episode reaches the cap twice (3 clients; then the 4th refills the freed slot),
-        # and is logged once
-        t.ok(len(warn) == 2, f"'at the limit of 3 clients' logged once per episode at the cap "
-             f"({len(warn)} for 2 episodes of 2 cap hits)", "\n".join(d.lines()))
+        # and is counted once; the second comes within 10 s of the first, so its line waits
+        t.ok(len(warn) == 1, f"'at the limit of 3 clients' logged once for 2 episodes within 10 s "
+             f"({len(warn)})", "\n".join(d.lines()))
         below = d.lines()
         with connect(ls.getsockname(), 5 * SLOW) as a, connect(ls.getsockname(), 5 * SLOW) as b:
             for c in (a, b):

@@ -529,7 +529,8 @@ _SANITIZER_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS
 class Daemon:
     """One echod process. sockets (socket objects, or any fds as ints) are put on fd 3, 4, ...
     with LISTEN_FDS/LISTEN_PID set to the pid that execs echod (unless listen_pid overrides
-    it). notify: create a NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names
+    it). preexec: called in the child just before the exec (to leave signal state behind);
+    launcher: [program, args...] that execs echod itself. notify: create a NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names
     it, like journald's stream.
     socket_activate: a list of option lists (["--datagram", "-l", "127.0.0.1:7"]): echod is
     started by systemd-socket-activate with the first, which starts one with the second (if
@@ -539,7 +540,7 @@ class Daemon:
 
     def __init__(self, exe, args=(), sockets=(), notify=True, env=None, user=None,
                  rlimits=None, journal=False, listen_pid=None, extra_fds=None, wrap=True,
-                 socket_activate=None):
+                 socket_activate=None, preexec=None, launcher=None):
         self.exe = exe
         self.args = list(args)
         self.sockets = list(sockets)
@@ -550,6 +551,8 @@ class Daemon:
         self.rlimits = rlimits or {}
         self.journal = journal
         self.listen_pid = listen_pid
+        self.preexec = preexec  # called in the forked child just before exec (signal state)
+        self.launcher = list(launcher or [])  # a program that execs echod: [path, args...]
         self.notify = NotifySocket() if notify else None
         self.pid = None
         self.status = None
@@ -564,7 +567,7 @@ class Daemon:
     def argv(self, env):
         """The command line: echod, under valgrind if wrapped, under systemd-socket-activate
         if asked, which passes on from env what echod needs."""
-        argv = [self.exe] + self.args
+        argv = self.launcher + [self.exe] + self.args
         if self.wrap:
             self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
             os.chmod(self.vg_dir, 0o777)
@@ -625,6 +628,8 @@ class Daemon:
                     os.setgroups([])
                     os.setgid(self.user[1])
                     os.setuid(self.user[0])
+                if self.preexec:
+                    self.preexec()
                 os.execve(argv[0], argv, env)
             except BaseException as e:  # noqa: B902 - report anything, never return
                 try:

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """inetd mode (Accept=yes): echod given one connected stream socket serves that connection
 in-process, byte-exact, logs its one connection line and exits 0. Started by
-systemd-socket-activate -a (TCP and AF_UNIX) and by passing an accepted socket on fd 3."""
+systemd-socket-activate -a (TCP and AF_UNIX) and by passing an accepted socket on fd 3. The
+connection gets TCP_NODELAY and SO_OOBINLINE like an accepted one; a stop with a peer that
+takes nothing (zero window) ends within the drain timeout."""
 
 import os
+import signal
 import socket
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (LINE_RE, SLOW, SOCKET_ACTIVATE, Daemon, connect, free_port,  # noqa: E402
-                       have_ipv6, listen_socket, pattern, run, stream_echo)
+from echodtest import (LINE_RE, SLOW, SOCKET_ACTIVATE, Daemon, connect, fill_until_stuck,  # noqa: E402
+                       free_port, have_ipv6, listen_socket, pattern, recv_exact, run, socket_of,
+                       stream_echo)
 
 
 def test_socket_activate_tcp(t, exe):
@@ -91,5 +96,72 @@ def test_own_inetd(t, exe):
              d.stderr_text())
 
 
+def inetd(exe, args=(), rcvbuf=None):
+    """echod in inetd mode on a fresh loopback connection: (daemon, client socket)."""
+    with listen_socket() as lst:
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(5 * SLOW)
+        c.connect(lst.getsockname())
+        conn, _ = lst.accept()
+        with conn:
+            d = Daemon(exe, list(args), sockets=[conn], notify=False).start()
+    return d, c
+
+
+def test_inetd_options(t, exe):
+    d, c = inetd(exe)
+    with c:
+        c.sendall(b"x")
+        recv_exact(c, 1, 5 * SLOW)  # echod has set its socket up
+        cs = socket_of(d.pid, 3)
+        if cs is None:
+            t.skip("TCP_NODELAY in inetd mode", "cannot duplicate echod's fd here")
+            t.skip("SO_OOBINLINE in inetd mode", "cannot duplicate echod's fd here")
+        else:
+            with cs:
+                nodelay = cs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                inline = cs.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)
+            t.ok(nodelay != 0, f"inetd mode: TCP_NODELAY set on the passed connection ({nodelay})")
+            t.ok(inline != 0, f"inetd mode: SO_OOBINLINE set on the passed connection ({inline})")
+        c.send(b"!", socket.MSG_OOB)
+        time.sleep(0.05)
+        c.sendall(b"after")
+        try:
+            got = recv_exact(c, 6, 3 * SLOW)
+        except (OSError, EOFError) as e:
+            got = repr(e).encode()
+        t.ok(got == b"!after", "inetd mode: an urgent byte comes back in line", got)
+    t.ok(d.wait(5 * SLOW) == 0, "inetd mode: exits 0 when the client goes", d.stderr_text())
+
+
+def test_inetd_zero_window(t, exe):
+    """A peer that never reads, with a tiny receive buffer: what echod sends is never
+    acknowledged. Nobody will SIGKILL echod in inetd mode: its own timeouts must end it."""
+    for what, args, limit in (("--idle-timeout 0 --drain-timeout 1", ["--idle-timeout", "0", "--drain-timeout", "1"], 1),
+                              ("--drain-timeout 1 (what was sent fits)", ["--drain-timeout", "1"], 1)):
+        d, c = inetd(exe, args, rcvbuf=2048)
+        with c:
+            if "--idle-timeout 0" in what:
+                sent = fill_until_stuck(c, quiet=0.3 * SLOW)  # echod holds bytes it cannot send
+            else:
+                # all of it fits in echod's send buffer: it waits for the acknowledgement
+                c.sendall(b"z" * 20000)
+                sent = 20000
+                time.sleep(0.3 * SLOW)
+            t0 = time.monotonic()
+            d.send_signal(signal.SIGTERM)
+            st = d.wait(limit + 5 * SLOW)
+            took = time.monotonic() - t0
+        t.ok(st is not None and took < limit + 2 * SLOW,
+             f"inetd mode, {what}: a zero-window peer ({sent} bytes sent, none read) and SIGTERM: echod "
+             f"exits within the drain timeout ({took:.2f} s, status {st})", d.stderr_text())
+        lines = [m for m in (LINE_RE.search(ln) for ln in d.lines()) if m]
+        t.ok(len(lines) == 1 and lines[0].group(4) == "stop", f"inetd mode, {what}: its line says stop",
+             d.stderr_text())
+
+
 if __name__ == "__main__":
-    run([test_socket_activate_tcp, test_socket_activate_unix, test_own_inetd])
+    run([test_socket_activate_tcp, test_socket_activate_unix, test_own_inetd, test_inetd_options,
+         test_inetd_zero_window])

@@ -126,8 +126,9 @@ def test_per_source_cap(t, exe):
              "last STATUS: %r" % d.notify.last_status())
         ln = d.wait_line(r"Refused \d+ connections? over the limit of 2 per source", 5 * SLOW)
         t.ok(bool(ln) and ln[0].string.endswith("Refused 1 connection over the limit of 2 per source "
-                                                "since the last report"),
-             "first refusal logged at once: 'Refused 1 connection over the limit of 2 per source'",
+                                                "since the last report: 127.0.0.1 (1)"),
+             "first refusal logged at once, naming its source: 'Refused 1 connection over the limit of 2 "
+             "per source since the last report: 127.0.0.1 (1)'",
              d.stderr_text())
     finally:
         for c in conns:
