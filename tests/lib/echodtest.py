@@ -888,11 +888,6 @@ def no_valgrind(why):
         raise Skip(f"not meaningful under valgrind: {why}")
 
 
-def no_emulator(why):
-    if EMULATED:
-        raise Skip(f"not meaningful under {os.path.basename(EMULATOR[0])}: {why}")
-
-
 def command(exe, *args):
     """The command line that runs the built exe (a program of the build under test) here."""
     return EMULATOR + [exe] + list(args)
