@@ -20,6 +20,12 @@ from echodtest import (EMULATED, SLOW, VALGRIND, Daemon, Skip, connect, fd_targe
 ALL_BYTES = bytes(range(256))
 
 
+def one_thread_ok(t, desc, pid):
+    if EMULATED:
+        return t.skip(desc, "qemu-user runs a thread of its own in every process")
+    t.ok(len(os.listdir(f"/proc/{pid}/task")) == 1 or VALGRIND, desc)
+
+
 def check_echo(t, addr, what):
     """The basic echo checks against one address."""
     got = roundtrip(addr, ALL_BYTES * 4, timeout=10 * SLOW)
@@ -213,12 +219,6 @@ def test_tcp_nodelay(t, exe):
                  f"2-write messages round-trip fast: p98 {p98:.1f} ms < {bound} ms "
                  f"(max {times[-1] * 1000:.1f} ms)")
         t.ok(d.stop() == 0, "stops with status 0")
-
-
-def one_thread_ok(t, desc, pid):
-    if EMULATED:
-        return t.skip(desc, "qemu-user runs a thread of its own in every process")
-    t.ok(len(os.listdir(f"/proc/{pid}/task")) == 1 or VALGRIND, desc)
 
 
 def child_maps_ok(t, what, parent_pid, child_pid, exe):
