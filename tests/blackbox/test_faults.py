@@ -13,7 +13,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (EMULATED, Daemon, ExecFailed, Skip, connect, fd_targets,  # noqa: E402
-                       listen_socket, need_root, no_valgrind, proc_stat, roundtrip, run, started, wait_until)
+                       listen_socket, need_root, no_valgrind, proc_stat, roundtrip, run,
+                       started, wait_until)
 
 
 def hammer(addr, seconds):
