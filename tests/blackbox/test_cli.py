@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (Daemon, SLOW, VALGRIND, free_port, listen_socket, run)  # noqa: E402
+from echodtest import (Daemon, SLOW, VALGRIND, command, free_port, listen_socket, run)  # noqa: E402
 
 SRC_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -85,18 +85,18 @@ def test_bad_usage(t, exe):
 
 
 def test_help_version(t, exe):
-    r = subprocess.run([exe, "--help"], capture_output=True, timeout=10 * SLOW)
+    r = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW)
     t.ok(r.returncode == 0, f"--help exits 0 (got {r.returncode})")
     t.ok(r.stdout.startswith(b"Usage: echod"), "--help prints the usage to stdout", r.stdout[:200])
     t.ok(r.stderr == b"", "--help writes nothing to stderr", r.stderr)
-    r = subprocess.run([exe, "-h"], capture_output=True, timeout=10 * SLOW)
+    r = subprocess.run(command(exe, "-h"), capture_output=True, timeout=10 * SLOW)
     t.ok(r.returncode == 0 and r.stdout.startswith(b"Usage: echod"), "-h is --help")
     for opt in ("--version", "-V"):
-        r = subprocess.run([exe, opt], capture_output=True, timeout=10 * SLOW)
+        r = subprocess.run(command(exe, opt), capture_output=True, timeout=10 * SLOW)
         t.ok(r.returncode == 0 and r.stdout == b"echod 1.0.0\n" and r.stderr == b"",
              f"{opt} prints 'echod 1.0.0' to stdout and exits 0", f"{r.returncode} {r.stdout!r} {r.stderr!r}")
     # --help wins over a bad socket environment: nothing is validated or started
-    r = subprocess.run([exe, "--help"], capture_output=True, timeout=10 * SLOW,
+    r = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW,
                        env=dict(os.environ, LISTEN_FDS="1", LISTEN_PID="1"))
     t.ok(r.returncode == 0, "--help with a bogus LISTEN_FDS still exits 0")
 
@@ -118,7 +118,7 @@ VALUE_FOR = {
 
 
 def test_help_lists_the_parser(t, exe):
-    text = subprocess.run([exe, "--help"], capture_output=True, timeout=10 * SLOW).stdout.decode()
+    text = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW).stdout.decode()
     opts = parse_help(text)
     expected = {"listen", "listen-udp", "max-clients", "max-per-source", "idle-timeout",
                 "drain-timeout", "log-level", "help", "version"}
@@ -128,7 +128,7 @@ def test_help_lists_the_parser(t, exe):
     for name, (short, has_value) in sorted(opts.items()):
         for spelling in ([f"--{name}"] + ([f"-{short}"] if short else [])):
             if name in ("help", "version"):
-                r = subprocess.run([exe, spelling], capture_output=True, timeout=10 * SLOW)
+                r = subprocess.run(command(exe, spelling), capture_output=True, timeout=10 * SLOW)
                 t.ok(r.returncode == 0, f"listed option {spelling} is accepted (exit {r.returncode})")
                 continue
             port = free_port()
@@ -154,7 +154,7 @@ def test_help_lists_the_parser(t, exe):
                 "--user=nobody", "--bind=127.0.0.1", "--inetd"] + [f"-{c}" for c in letters]
     port = free_port()
     for opt in unlisted:
-        r = subprocess.run([exe, "--listen", f"127.0.0.1:{port}", opt], capture_output=True,
+        r = subprocess.run(command(exe, "--listen", f"127.0.0.1:{port}", opt), capture_output=True,
                            timeout=10 * SLOW)
         t.ok(r.returncode == 64 and r.stderr.count(b"\n") == 1,
              f"unlisted option {opt} is refused with exit 64 and one line (got {r.returncode})",

@@ -12,8 +12,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (Daemon, ExecFailed, Skip, connect, fd_targets, listen_socket,  # noqa: E402
-                       need_root, no_valgrind, proc_stat, roundtrip, run, started, wait_until)
+from echodtest import (EMULATED, Daemon, ExecFailed, Skip, connect, fd_targets,  # noqa: E402
+                       listen_socket, need_root, no_valgrind, proc_stat, roundtrip, run,
+                       started, wait_until)
 
 
 def hammer(addr, seconds):
@@ -154,10 +155,14 @@ def test_fork_fails(t, exe):
         os.kill(filler, 9)
         os.waitpid(filler, 0)
         filler_alive = False
-        t0 = time.monotonic()
-        ok = served_soon(ls.getsockname(), 10)
-        t.ok(ok, f"processes available again: serving resumes ({time.monotonic() - t0:.1f} s)",
-             d.stderr_text()[-1500:])
+        desc = "processes available again: serving resumes"
+        if EMULATED:
+            # RLIMIT_NPROC counts threads: echod alone fills the limit set above
+            t.skip(desc, "qemu-user runs a thread of its own in every process")
+        else:
+            t0 = time.monotonic()
+            ok = served_soon(ls.getsockname(), 10)
+            t.ok(ok, f"{desc} ({time.monotonic() - t0:.1f} s)", d.stderr_text()[-1500:])
         t.ok(d.stop() == 0, "stops with status 0", d.stderr_text()[-1500:])
     finally:
         if "filler_alive" in locals() and filler_alive:

@@ -3,8 +3,8 @@ tests/sockets): TAP output; starting echod exactly as systemd does (sockets on f
 LISTEN_FDS, LISTEN_PID, a NOTIFY_SOCKET whose messages are collected with the sender's
 credentials), through systemd-socket-activate, or standalone; stream and UDP clients with a
 timeout on every socket operation; parsing of STATUS= and of the connection log line; /proc
-inspection; valgrind (SLOW scales the waits). Every process a test starts is killed and
-reaped by pid when the test ends, whatever happened."""
+inspection; valgrind, and an emulator for a cross build (SLOW scales the waits). Every
+process a test starts is killed and reaped by pid when the test ends, whatever happened."""
 
 import contextlib
 import ctypes
@@ -13,6 +13,7 @@ import random
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -45,8 +46,15 @@ _escape_valgrind()
 VALGRIND = os.environ.get("ECHOD_TEST_VALGRIND") == "1"
 # Already emulated (valgrind --trace-children=yes around python): echod will be too.
 _UNDER_VALGRIND = "vgpreload" in os.environ.get("LD_PRELOAD", "")
+# A cross build: meson test names the emulator that runs the built programs (the cross
+# file's exe_wrapper, e.g. qemu-aarch64). The scripts run natively and start echod under it;
+# the emulator keeps echod's pid (LISTEN_PID still matches) and forks with it.
+EMULATOR = shlex.split(os.environ.get("MESON_EXE_WRAPPER", ""))
+EMULATED = bool(EMULATOR)
+if EMULATED:
+    EMULATOR[0] = shutil.which(EMULATOR[0]) or EMULATOR[0]  # for execve()
 # Time scale for waits that depend on the daemon's speed (never for bounds the contract sets).
-SLOW = 10.0 if VALGRIND else 1.0
+SLOW = 10.0 if VALGRIND else 3.0 if EMULATED else 1.0
 
 # sd_notify STATUS=; the datagram counts are there only when echod has a UDP socket.
 STATUS_RE = re.compile(
@@ -565,9 +573,10 @@ class Daemon:
         _registry.append(self)
 
     def argv(self, env):
-        """The command line: echod, under valgrind if wrapped, under systemd-socket-activate
-        if asked, which passes on from env what echod needs."""
-        argv = self.launcher + [self.exe] + self.args
+        """The command line: echod (under the emulator of a cross build), under valgrind if
+        wrapped, under systemd-socket-activate if asked, which passes on from env what echod
+        needs."""
+        argv = command(*self.launcher, self.exe, *self.args)
         if self.wrap:
             self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
             os.chmod(self.vg_dir, 0o777)
@@ -882,3 +891,8 @@ def need_root():
 def no_valgrind(why):
     if VALGRIND:
         raise Skip(f"not meaningful under valgrind: {why}")
+
+
+def command(exe, *args):
+    """The command line that runs the built exe (a program of the build under test) here."""
+    return EMULATOR + [exe] + list(args)
