@@ -74,7 +74,8 @@ def check(cond, msg):
 # ---------------------------------------------------------------- the container
 
 class Container:
-    def __init__(self):
+    def __init__(self, nspawn_args=()):
+        self.nspawn_args = list(nspawn_args)  # more systemd-nspawn options
         self.tmp = tempfile.mkdtemp(prefix="echod-nspawn-")
         self.root = os.path.join(self.tmp, "root")
         self.log_path = os.path.join(self.tmp, "nspawn.log")
@@ -188,7 +189,7 @@ class Container:
 
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", self.root, "--register=no", "--keep-unit",
-             "--machine=echotest", "--console=read-only", "-b"],
+             "--machine=echotest", "--console=read-only", *self.nspawn_args, "-b"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent)
         log.close()
@@ -1104,7 +1105,8 @@ class SystemTest:
         check(st in ("not-installed", "config-files", ""), f"dpkg status {st}")
 
 
-def main():
+def preflight():
+    """Skips (or fails) without what the container needs; fails if port 7 is taken."""
     if os.geteuid() != 0:
         skip_or_fail("needs root")
     for tool in ("systemd-nspawn", "nsenter", "dpkg-buildpackage", "ss"):
@@ -1125,6 +1127,9 @@ def main():
     except OSError:
         pass
 
+
+def main():
+    preflight()
     c = Container()
     t = SystemTest(c)
     # (description, function, later checks need it)
@@ -1161,6 +1166,12 @@ def main():
         ("UDP drop-in: datagrams echoed, privileged source port ignored", t.t_udp, False),
         ("apt-get remove echod stops and removes it cleanly", t.t_remove, False),
     ]
+    sys.exit(run_steps(c, steps, ["echo.service", "echo.socket"]))
+
+
+def run_steps(c, steps, units):
+    """Runs (description, function, later steps need it) in order as TAP, shows the journal
+    of units after a failure, tears the container down; returns the exit status."""
     print(f"1..{len(steps)}")
     sys.stdout.flush()
     n_failed = 0
@@ -1188,14 +1199,14 @@ def main():
                 if needed:
                     blocked = f"{name} failed"
                 if c.init_pid:
-                    p = c.run(["journalctl", "-u", "echo.service", "-u", "echo.socket", "-n", "15",
+                    p = c.run(["journalctl", *[f"-u{u}" for u in units], "-n", "15",
                                "--no-pager"], check=False)
                     for line in p.stdout.splitlines():
                         print(f"#   {line}")
             sys.stdout.flush()
     finally:
         c.teardown()
-    sys.exit(1 if n_failed else 0)
+    return 1 if n_failed else 0
 
 
 if __name__ == "__main__":

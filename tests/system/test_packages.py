@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Builds the .deb and the .rpm with packaging/build-deb and packaging/build-rpm from the
 source tree, then: lintian shows no error or warning, rpmlint no error, and both packages
-install the same files with the same modes (the distributions' own documentation metadata,
-/usr/share/doc/echod/{copyright,changelog.gz} and the lintian override on Debian, is listed,
-not compared).
+install the same files with the same modes, the example units and drop-ins among them
+(the distributions' own documentation metadata, /usr/share/doc/echod/{copyright,
+changelog.gz} and the lintian override on Debian, is listed, not compared).
 
 usage: test_packages.py SOURCE_ROOT BUILD_ROOT"""
 
@@ -18,6 +18,8 @@ from tap import finish, report  # noqa: E402  (beside this script)
 
 source_root = sys.argv[1]
 required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
+EXAMPLES = {f"/usr/share/doc/echod/examples/{name}" for name in
+            ("echo-udp.conf", "echo-access.conf", "echo@.socket", "echo@.service")}
 DEBIAN_ONLY = {"/usr/share/doc/echod/copyright", "/usr/share/doc/echod/changelog.gz",
                "/usr/share/lintian/overrides/echod"}
 
@@ -61,7 +63,7 @@ def rpm_files(rpm):
     return files
 
 
-print("1..6")
+print("1..7")
 
 with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     # The packages' own test runs are not the point here (CI runs the suites on the tree).
@@ -107,6 +109,10 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
                      [f"only in .rpm: {f}" for f in only_rpm] +
                      [f"files: {' '.join(sorted(r))}",
                       f"Debian metadata, not compared: {' '.join(sorted(DEBIAN_ONLY & set(d)))}"]))
+    missing = sorted(f"{f} (.{kind})" for kind, files in (("deb", d), ("rpm", r))
+                     for f in EXAMPLES - set(files))
+    report(d and r and not missing, "both ship the examples: the UDP and access-list "
+           "drop-ins, echo@.socket and echo@.service", "missing: " + " ".join(missing))
     modes = sorted(f"{f}: deb {compared[f]} rpm {r[f]}" for f in set(compared) & set(r)
                    if compared[f] != r[f])
     report(d and r and not modes, "with the same modes", "\n".join(modes))
