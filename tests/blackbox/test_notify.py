@@ -185,8 +185,9 @@ def test_libsystemd_not_in_child(t, exe):
 
 
 def test_libsystemd_unloadable_after_start(t, exe):
-    """A dist-upgrade may replace libsystemd with one this process cannot load: echod loaded
-    it at start, so the watchdog keeps being fed and STATUS keeps coming."""
+    """A dist-upgrade may replace libsystemd with one this process cannot load: nothing
+    echod needs to notify may be loaded after the start, so the watchdog keeps being fed and
+    STATUS keeps coming."""
     try:
         ctypes.CDLL("libsystemd.so.0")  # to find the file the loader picks
     except OSError:
@@ -199,14 +200,15 @@ def test_libsystemd_unloadable_after_start(t, exe):
     try:
         shutil.copy(real, copy)
         with started(exe, env={"WATCHDOG_USEC": "400000", "LD_LIBRARY_PATH": tmp}) as (d, ls):
-            t.ok(any(m.startswith(copy) for m in mapped_files(d.pid) or []),
-                 "echod runs with the copy of libsystemd", repr(mapped_files(d.pid)))
+            # found first on the path, and not loadable: the loader does not look further
             os.unlink(copy)
+            with open(copy, "wb") as f:
+                f.write(b"not an ELF file: replaced by an upgrade\n")
             t0 = time.monotonic()
             time.sleep(2.0)
             wd = [m for m in d.notify.snapshot() if "WATCHDOG=1" in m[3].split("\n") and m[0] > t0]
-            t.ok(len(wd) >= 5, f"after the library file is gone, WATCHDOG=1 keeps coming ({len(wd)} in 2 s, "
-                 "about 10)")
+            t.ok(len(wd) >= 5, f"libsystemd.so.0 unloadable after READY: WATCHDOG=1 keeps coming "
+                 f"({len(wd)} in 2 s, about 10)")
             for i in range(3):
                 roundtrip(ls.getsockname(), b"u%d" % i, 5 * SLOW)
             s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
