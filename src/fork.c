@@ -254,8 +254,8 @@ int fork_trim(void) {
                 .keep = keep,
                 .n_keep = sizeof(keep) / sizeof(keep[0]),
         };
-        if (trim_decide(&in) > 0)
-                trim_too_much(&t);
+        trim_decide(&in);
+        trim_too_much(&t);
         apply(&t);
         log_debug("Child path: %s; children are forked without %zu of %zu mappings",
                   trim_mode_to_string(CHILD_MODE), n_trimmed, t.n_mappings);

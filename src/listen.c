@@ -1,4 +1,4 @@
-/* Where the sockets come from. Passed fds are checked with sd_is_socket*() and classified;
+/* Where the sockets come from. Passed fds are checked (sdproto.c) and classified;
  * --listen values are bound here. Every TCP listener gets TCP_NODELAY, which Linux copies
  * to each accepted connection, so no child pays a syscall for it. */
 #include "listen.h"
@@ -12,10 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sdproto.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -86,11 +86,11 @@ static int classify(int fd, const char *fd_name, struct listener *ret) {
         int r;
 
         *ret = (struct listener){ .fd = fd };
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        if (sdproto_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
                 ret->type = LISTENER_STREAM;
-        else if (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1, 0) > 0)
+        else if (sdproto_is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0)
                 ret->type = LISTENER_DGRAM;
-        else if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
+        else if (sdproto_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
                 ret->type = LISTENER_CONNECTED;
         else {
                 log_error("Passed fd %d (%s) is %s; echod serves listening TCP or AF_UNIX stream "
@@ -98,8 +98,8 @@ static int classify(int fd, const char *fd_name, struct listener *ret) {
                           fd, fd_name, fd_kind(fd, buf, sizeof(buf)));
                 return -EBADF;
         }
-        if (ret->type != LISTENER_DGRAM && sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1, 0) <= 0 &&
-            sd_is_socket_unix(fd, SOCK_STREAM, -1, NULL, 0) <= 0) {
+        if (ret->type != LISTENER_DGRAM && sdproto_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1) <= 0 &&
+            sdproto_is_socket_unix(fd, SOCK_STREAM, -1) <= 0) {
                 log_error("Passed fd %d (%s) is a stream socket of a family other than IPv4, IPv6 "
                           "or AF_UNIX",
                           fd, fd_name);
@@ -120,7 +120,7 @@ static int passed_fds_classify(char **names, int n, struct listeners *l) {
                 char safe_name[64];
 
                 log_sanitize(safe_name, sizeof(safe_name), name, strlen(name));
-                r = classify(SD_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
+                r = classify(SDPROTO_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
                 if (r == 0)
                         l->n++;
         }
@@ -204,12 +204,9 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
         char **names = NULL;
         int n_passed = 0, r = 0;
 
-        if (getenv("LISTEN_FDS")) {
-                /* unset_environment=1: children must not think the sockets are theirs */
-                n_passed = sd_listen_fds_with_names(1, &names);
-                if (n_passed < 0)
-                        return log_error_errno(n_passed, "Failed to read the sockets passed by systemd: %m");
-        }
+        n_passed = sdproto_listen_fds(&names);
+        if (n_passed < 0)
+                return log_error_errno(n_passed, "Failed to read the sockets passed by systemd: %m");
         if (n_passed == 0 && options->n_listen == 0)
                 return -ENOENT;
 

@@ -8,13 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "sdproto.h"
 
 /* The notify socket's path, kept out of the environment: children are forked without it
- * and so cannot notify, whatever they run. It is in the environment only while
- * sd_notify() reads it. */
+ * and so cannot notify, whatever they run. */
 static char *notify_socket;
 
 static void send_state(struct notify *n, const char *state) {
@@ -22,12 +21,7 @@ static void send_state(struct notify *n, const char *state) {
 
         if (!notify_socket)
                 return;
-        if (setenv("NOTIFY_SOCKET", notify_socket, 1) < 0)
-                r = -errno;
-        else {
-                r = sd_notify(0, state);
-                unsetenv("NOTIFY_SOCKET");
-        }
+        r = sdproto_notify(notify_socket, state);
         if (r < 0 && !n->failing)
                 log_warning_errno(r, "Failed to notify the service manager: %m; will keep trying");
         else if (r >= 0 && n->failing)
@@ -46,8 +40,8 @@ void notify_setup(struct notify *n, uint64_t now) {
                 unsetenv("NOTIFY_SOCKET");
                 n->enabled = notify_socket != NULL;
         }
-        /* unset_environment=1: WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
-        if (sd_watchdog_enabled(1, &usec) > 0 && usec > 0) {
+        /* WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
+        if (sdproto_watchdog(&usec) > 0) {
                 n->watchdog_usec = usec;
                 n->watchdog_next = now + usec / 2;
         }

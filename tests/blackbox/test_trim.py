@@ -18,8 +18,9 @@ PATH_RE = r"Child path: (fast|portable) \(.*\); children are forked without (\d+
 FAILED_RE = r"Trimmed child failed its self-test \((.*)\); children are forked with every mapping \(slower\)"
 
 
-def nothing_trimmed_here(d):
-    """Why this build or run keeps every mapping (then there is nothing to check), or None."""
+def keeps_everything(d):
+    """Why this build or run forks children with every mapping (then there is nothing to
+    check), or None."""
     if VALGRIND:
         return "valgrind's own mappings are a child's too: nothing is left out"
     if any("libasan" in m or "libubsan" in m for m in mapped_files(d.pid) or []):
@@ -27,12 +28,18 @@ def nothing_trimmed_here(d):
     return None
 
 
+KEEPS_EVERYTHING = []  # filled by test_path_named, which runs first
+
+
 def test_path_named(t, exe):
     with started(exe, ["--log-level", "debug"]) as (d, ls):
         m = d.wait_line(PATH_RE, 5 * SLOW)
         t.ok(m, "the start names the child's path and how many mappings it left out",
              d.stderr_text())
-        why = nothing_trimmed_here(d)
+        why = keeps_everything(d)
+        KEEPS_EVERYTHING.append(why)
+        if m and not why and m[0].group(1) == "portable":
+            why = "on the portable path nothing echod loads is left out"
         if m and why:
             t.skip("... and leaves some out", why)
         elif m:
@@ -44,11 +51,13 @@ def test_path_named(t, exe):
 
 
 def test_forced_failure(t, exe):
+    # A sanitizer's runtime would report the child's crash, and valgrind runs its own copy
+    # of the code: the failure cannot be forced there.
+    why = VALGRIND and "under valgrind" or next(iter(KEEPS_EVERYTHING), None)
+    if why:
+        raise Skip(why)
     with started(exe, env={"ECHOD_TEST_TRIM_TOO_MUCH": "1"}) as (d, ls):
-        why = nothing_trimmed_here(d)
-        if why:
-            d.stop()
-            raise Skip(why)
+        d.wait_line(r"ready: ", 5 * SLOW)  # READY=1 may come before stderr is read
         lines = d.lines()
         failed = [i for i, ln in enumerate(lines) if re.search(FAILED_RE, ln)]
         ready = [i for i, ln in enumerate(lines) if "ready: " in ln]
