@@ -236,6 +236,8 @@ def child_maps_ok(t, what, d, child_pid, exe):
         desc = f"{what}: (portable path) the child maps libc but no library of libsystemd's family"
     if VALGRIND:
         return t.skip(desc, "valgrind's own mappings are a child's too")
+    if "qemu" in os.path.basename(os.path.realpath(f"/proc/{d.pid}/exe")):
+        return t.skip(desc, "qemu-user ignores madvise() and lists its own mappings")
     if any("libasan" in m or "libubsan" in m for m in mapped_files(d.pid) or []):
         return t.skip(desc, "a sanitized build keeps every mapping for the runtime")
     files = mapped_files(child_pid) or ["(gone)"]
