@@ -38,6 +38,15 @@
 extern uintptr_t __stack_chk_guard;
 #endif
 
+/* The loader's ElfW() types, spelled out (static analysers do not expand that macro). */
+#if UINTPTR_MAX > 0xffffffffu
+typedef Elf64_Dyn elf_dyn;
+typedef Elf64_Phdr elf_phdr;
+#else
+typedef Elf32_Dyn elf_dyn;
+typedef Elf32_Phdr elf_phdr;
+#endif
+
 struct range {
         uintptr_t start, end;
 };
@@ -116,21 +125,21 @@ static int mappings_read(struct tables *t) {
 
 /* An address of the dynamic section: the loader relocates most objects' in place, not the
  * vDSO's. */
-static const char *dyn_string(uintptr_t base, uintptr_t strtab, ElfW(Xword) offset) {
+static const char *dyn_string(uintptr_t base, uintptr_t strtab, size_t offset) {
         return (const char *)((strtab < base ? base + strtab : strtab) + offset);
 }
 
-static void object_names(const struct dl_phdr_info *info, const ElfW(Dyn) * dyn, struct trim_object *o) {
+static void object_names(const struct dl_phdr_info *info, const elf_dyn *dyn, struct trim_object *o) {
         uintptr_t strtab = 0;
         const char *slash = strrchr(info->dlpi_name, '/');
 
         o->soname = slash ? slash + 1 : info->dlpi_name;
-        for (const ElfW(Dyn) *d = dyn; d && d->d_tag != DT_NULL; d++)
+        for (const elf_dyn *d = dyn; d && d->d_tag != DT_NULL; d++)
                 if (d->d_tag == DT_STRTAB)
                         strtab = d->d_un.d_ptr;
         if (!strtab)
                 return;
-        for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
+        for (const elf_dyn *d = dyn; d->d_tag != DT_NULL; d++) {
                 if (d->d_tag == DT_SONAME)
                         o->soname = dyn_string(info->dlpi_addr, strtab, d->d_un.d_val);
                 else if (d->d_tag != DT_NEEDED)
@@ -145,7 +154,7 @@ static void object_names(const struct dl_phdr_info *info, const ElfW(Dyn) * dyn,
 static int object_add(struct dl_phdr_info *info, size_t size, void *userdata) {
         struct tables *t = userdata;
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), self = (uintptr_t)&fork_trim;
-        const ElfW(Dyn) *dyn = NULL;
+        const elf_dyn *dyn = NULL;
         struct trim_object *o;
 
         (void)size;
@@ -153,12 +162,12 @@ static int object_add(struct dl_phdr_info *info, size_t size, void *userdata) {
                 return -ENOMEM;
         o = &t->objects[t->n_objects++];
         *o = (struct trim_object){ .start = UINTPTR_MAX };
-        for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-                const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        for (size_t i = 0; i < info->dlpi_phnum; i++) {
+                const elf_phdr *ph = &info->dlpi_phdr[i];
                 uintptr_t start = info->dlpi_addr + ph->p_vaddr;
 
                 if (ph->p_type == PT_DYNAMIC)
-                        dyn = (const ElfW(Dyn) *)start;
+                        dyn = (const elf_dyn *)start;
                 if (ph->p_type != PT_LOAD)
                         continue;
                 if ((start & ~(page - 1)) < o->start)
