@@ -7,7 +7,7 @@
  *
  * Fast path (x86_64 and aarch64, not sanitized, sys.h): the child runs echod's code only,
  * with raw system calls, so it may lose the heap, the vDSO and its data pages, and every
- * shared object (libc, the dynamic loader, libsystemd...). What it assumes, per
+ * shared object but echod (libc, the dynamic loader...). What it assumes, per
  * architecture, and where each assumption is checked:
  *  - the child calls nothing outside the executable and reads no other object's data but
  *    the stack protector's canary: tests/test_child_syms.py disassembles the linked binary
@@ -18,12 +18,15 @@
  *  - the kernel writes the rseq area (in the thread's block) on the child's return to user
  *    space: kept by address too;
  *  - at run time, before READY, a trimmed child runs the real child path over a socketpair
- *    (fork.c); if it fails, every mapping is given back and one warning says why. qemu-user
- *    ignores madvise(), so under it that check proves nothing: the binary check does.
+ *    (forkcheck.c); if it fails, every mapping is given back and one warning says why.
+ *    qemu-user ignores madvise(), so under it that check proves nothing: the binary check
+ *    does.
  * Portable path (every other architecture, sanitizers, or -Dportable_child=true): the child
- * calls libc, so only libsystemd and the libraries loaded only because of it (found from
- * the DT_NEEDED graph) are left out.
- * libsystemd is linked (DT_NEEDED), so packagers see it and no .note.dlopen is needed. */
+ * calls libc, so only libraries it never calls may go: libsystemd and those loaded only
+ * because of it (found from the DT_NEEDED graph). echod itself speaks systemd's protocols
+ * without libsystemd (sdproto.c), so a stock build leaves nothing out on this path, and has
+ * neither a DT_NEEDED nor a .note.dlopen for packagers to see; the rule covers a build that
+ * links libsystemd. */
 #include "trim.h"
 
 #include <string.h>
