@@ -194,7 +194,7 @@ static size_t apply(const struct tables *t) {
                 return 0;
         for (size_t i = 0; i < t->n_mappings; i++) {
                 const struct trim_mapping *m = &t->mappings[i];
-                /* [vsyscall] and the like refuse: they are not copied anyway. */
+                /* One that refuses is forked as before, and not counted. */
                 if (m->trim && madvise((void *)m->start, m->end - m->start, MADV_DONTFORK) == 0)
                         trimmed[n_trimmed++] = (struct range){ m->start, m->end };
         }
