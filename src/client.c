@@ -109,7 +109,9 @@ int client_fds_check(int open_max) {
         return fd_max > 2 ? fd_max : 3;
 }
 
-_Noreturn void client_run_child(const struct client *c) {
+/* Never inlined, LTO included: tests/test_child_syms.py follows the child's code from here
+ * in the linked binary. */
+__attribute__((noinline)) _Noreturn void client_run_child(const struct client *c) {
         /* The stop signals stay blocked, read through stop_fd; SIGCHLD and SIGHUP, blocked
          * in the parent for its signalfd, get their default actions back. No handler is
          * installed in echod, so there is none to reset. */

@@ -1,60 +1,50 @@
 /* The service manager's view of echod. STATUS= is rate-limited: the first change after a
  * quiet second goes out at once, later ones are coalesced into one message a second, so a
- * burst of connections costs the accept loop nothing. */
+ * burst of connections costs the accept loop nothing. A message that cannot be sent is a
+ * warning, once until one goes through again. */
 #include "notify.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "libsystemd.h"
 #include "log.h"
+#include "sdproto.h"
 
 /* The notify socket's path, kept out of the environment: children are forked without it
- * and so cannot notify, whatever they run. It is in the environment only while
- * sd_notify() reads it. */
+ * and so cannot notify, whatever they run. */
 static char *notify_socket;
 
-static void send_state(const char *state) {
-        struct libsystemd sd;
+static void send_state(struct notify *n, const char *state) {
         int r;
 
-        if (!notify_socket || libsystemd_open(&sd) < 0)
+        if (!notify_socket)
                 return;
-        if (setenv("NOTIFY_SOCKET", notify_socket, 1) == 0) {
-                r = sd.notify(0, state);
-                unsetenv("NOTIFY_SOCKET");
-                if (r < 0)
-                        log_debug("Failed to notify the service manager: %s", state);
-        }
-        libsystemd_close(&sd);
+        r = sdproto_notify(notify_socket, state);
+        if (r < 0 && !n->failing)
+                log_warning_errno(r, "Failed to notify the service manager: %m; will keep trying");
+        else if (r >= 0 && n->failing)
+                log_notice("Notifying the service manager works again");
+        n->failing = r < 0;
 }
 
 void notify_setup(struct notify *n, uint64_t now) {
         const char *e = getenv("NOTIFY_SOCKET");
-        struct libsystemd sd;
         uint64_t usec = 0;
 
         *n = (struct notify){};
-        if (!e && !getenv("WATCHDOG_USEC"))
-                return;
-        if (libsystemd_open(&sd) < 0) {
-                log_warning("NOTIFY_SOCKET is set but libsystemd.so.0 cannot be loaded: "
-                            "the service manager will not hear from echod");
-                return;
-        }
         if (e) {
                 free(notify_socket);
                 notify_socket = strdup(e);
                 unsetenv("NOTIFY_SOCKET");
                 n->enabled = notify_socket != NULL;
         }
-        /* unset_environment=1: WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
-        if (sd.watchdog_enabled(1, &usec) > 0 && usec > 0) {
+        /* WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
+        if (sdproto_watchdog(&usec) > 0) {
                 n->watchdog_usec = usec;
                 n->watchdog_next = now + usec / 2;
         }
-        libsystemd_close(&sd);
 }
 
 void notify_ready(struct notify *n, const char *status, uint64_t now) {
@@ -63,14 +53,14 @@ void notify_ready(struct notify *n, const char *status, uint64_t now) {
         if (!n->enabled)
                 return;
         snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
-        send_state(buf);
+        send_state(n, buf);
         n->status_dirty = false;
         n->status_next = now + NOTIFY_STATUS_INTERVAL_USEC;
 }
 
 void notify_stopping(struct notify *n) {
         if (n->enabled)
-                send_state("STOPPING=1");
+                send_state(n, "STOPPING=1");
 }
 
 bool notify_status_due(const struct notify *n, uint64_t now) {
@@ -81,7 +71,7 @@ void notify_status(struct notify *n, const char *status, uint64_t now) {
         char buf[256];
 
         snprintf(buf, sizeof(buf), "STATUS=%s", status);
-        send_state(buf);
+        send_state(n, buf);
         n->status_dirty = false;
         n->status_next = now + NOTIFY_STATUS_INTERVAL_USEC;
 }
@@ -89,7 +79,7 @@ void notify_status(struct notify *n, const char *status, uint64_t now) {
 void notify_watchdog(struct notify *n, uint64_t now) {
         if (n->watchdog_usec == 0 || now < n->watchdog_next)
                 return;
-        send_state("WATCHDOG=1");
+        send_state(n, "WATCHDOG=1");
         /* On the schedule, not from now: a late wake-up (a loaded machine, a slow
          * sd_notify) must not push every later ping back by as much. */
         n->watchdog_next += n->watchdog_usec / 2;

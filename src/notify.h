@@ -10,6 +10,7 @@
 struct notify {
         bool enabled;
         bool status_dirty;
+        bool failing;           /* the last message could not be sent (warned once) */
         uint64_t status_next;   /* earliest time for the next STATUS= */
         uint64_t watchdog_usec; /* 0: no watchdog */
         uint64_t watchdog_next;

@@ -3,7 +3,10 @@
  * fault, and its exit then unmaps all that fault-around mapped with it. So the child's code
  * (client.c, echo.c, logline.c) calls these, and runs on echod's own pages only. They return
  * the result or -errno and never touch errno (a write to libc's thread data, one more page).
- * Sanitizer builds go through libc, whose calls the sanitizers know and check. */
+ * That fast path exists on x86_64 and aarch64 (trim.c says what it assumes). Everywhere
+ * else, in sanitizer builds (whose runtimes check libc's calls) and with
+ * -Dportable_child=true, SYS_VIA_LIBC: the same functions are libc's calls, returning
+ * -errno, and children keep libc (trim.c). */
 #pragma once
 
 #include <errno.h>
@@ -19,7 +22,9 @@
 
 #include "clock.h"
 
-#if !defined(ECHOD_SANITIZED) && defined(__x86_64__)
+#if defined(ECHOD_SANITIZED) || defined(ECHOD_PORTABLE_CHILD)
+#define SYS_VIA_LIBC 1
+#elif defined(__x86_64__)
 static inline long sys_call6(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
         register long r10 __asm__("r10") = a4;
         register long r8 __asm__("r8") = a5;
@@ -32,7 +37,7 @@ static inline long sys_call6(long n, long a1, long a2, long a3, long a4, long a5
                          : "rcx", "r11", "memory");
         return ret;
 }
-#elif !defined(ECHOD_SANITIZED) && defined(__aarch64__)
+#elif defined(__aarch64__)
 static inline long sys_call6(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
         register long x8 __asm__("x8") = n;
         register long x0 __asm__("x0") = a1;
@@ -50,11 +55,14 @@ static inline long sys_call6(long n, long a1, long a2, long a3, long a4, long a5
 }
 #else
 #define SYS_VIA_LIBC 1
-static inline long sys_call6(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
-        long ret = syscall(n, a1, a2, a3, a4, a5, a6);
-        return ret < 0 ? -errno : ret;
-}
 #endif
+
+/* A signal set as the kernel takes it: bit (sig - 1) for each signal. */
+#define SYS_SIGBIT(sig) (1ull << ((sig)-1))
+
+#ifdef SYS_VIA_LIBC
+#include "sys-libc.h"
+#else
 
 #define sys_call(n, a1, a2, a3) sys_call6((n), (long)(a1), (long)(a2), (long)(a3), 0, 0, 0)
 
@@ -109,9 +117,6 @@ static inline int sys_poll(struct pollfd *fds, unsigned n, const struct timespec
         return (int)sys_call6(SYS_ppoll, (long)fds, n, (long)timeout, 0, SYS_SIGSET_SIZE, 0);
 }
 
-/* A signal set as the kernel takes it: bit (sig - 1) for each signal. */
-#define SYS_SIGBIT(sig) (1ull << ((sig)-1))
-
 static inline int sys_sigmask_set(uint64_t mask) {
         return (int)sys_call6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, 0, SYS_SIGSET_SIZE, 0, 0);
 }
@@ -133,15 +138,11 @@ static inline uint64_t sys_now_usec(void) {
  * child must not call libc: libc's idea of its thread (its tid, its robust mutex list) is
  * still the parent's. */
 static inline pid_t sys_fork(void) {
-#ifdef SYS_VIA_LIBC
-        pid_t pid = _Fork();
-        return pid < 0 ? -errno : pid;
-#else
         return (pid_t)sys_call(SYS_clone, SIGCHLD, 0, 0);
-#endif
 }
 
 _Noreturn static inline void sys_exit(int status) {
         for (;;)
                 sys_call(SYS_exit_group, status, 0, 0);
 }
+#endif

@@ -229,7 +229,7 @@ def test_lines_whole(t, exe):
         # children slowed down (valgrind) may still be exiting at the drain timeout
         known = re.compile(r"^(connection from |accepted |ready: |stopping: |stopped: |at the limit "
                            r"|Drain timeout: killed |connection of pid \d+ ended: killed"
-                           r"|children are forked without \d+ of \d+ mappings$)")
+                           r"|Child path: \w+ \(.*\); children are forked without \d+ of \d+ mappings$)")
         bad = [ln for ln in d.lines() if not known.match(ln)]
         got_ports = {int(m.group(2)) for m in conn_lines(d)}
         t.ok(got_ports == ports, "50 connections ending together: one line each, right ports",
