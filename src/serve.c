@@ -22,6 +22,7 @@
 #include "log.h"
 #include "map.h"
 #include "notify.h"
+#include "pending.h"
 #include "sys.h"
 #include "tally.h"
 #include "udp.h"
@@ -29,22 +30,30 @@
 struct serve {
         const struct options *options;
         struct listeners *listeners;
-        struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
+        /* [0]: signal_fd; [1 + i]: listeners->items[i]; then the pending connections */
+        struct pollfd *pfds;
         struct signalfd_siginfo siginfo[16];
         int signal_fd;
         struct children *children;
-        struct udp *udp; /* only with UDP sockets */
+        struct udp *udp;         /* only with UDP sockets */
+        struct pending *pending; /* only with PROXY protocol listeners */
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
-        struct drain drain; /* once a stop has begun */
-        bool at_cap;        /* at the cap since the backlog was last seen empty; logged */
-        struct fault fault; /* accept() or fork() failing for want of resources */
+        struct drain drain;   /* once a stop has begun */
+        bool at_cap;          /* at the cap since the backlog was last seen empty; logged */
+        struct fault fault;   /* accept() or fork() failing for want of resources */
+        size_t n_pending_max; /* room in pfds for connections waiting for a PROXY header */
 };
+
+/* Refused in all: over the per-source cap, or without a valid PROXY header. */
+static uint64_t serve_refused(const struct serve *s) {
+        return s->n_refused + (s->pending ? pending_refused(s->pending) : 0);
+}
 
 static void format_status(const struct serve *s, char *buf, size_t size) {
         int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
-                         children_count(s->children), s->options->max_clients, s->n_served, s->n_refused);
+                         children_count(s->children), s->options->max_clients, s->n_served, serve_refused(s));
 
         if (s->udp && n > 0 && (size_t)n < size) {
                 uint64_t echoed, dropped;
@@ -73,6 +82,34 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
         return 0;
 }
 
+/* Serves an accepted connection whose peer is known: the per-source cap, then a child. */
+static inline void serve_admit(struct serve *s, struct client *c, uint64_t now) {
+        uint64_t source;
+        int r;
+
+        source = addr_source_key((struct sockaddr *)&c->peer, c->peer_len);
+        if (children_source_full(s->children, source)) {
+                /* Closed at once: the peer sees its connection end with no data. */
+                close(c->conn_fd);
+                s->n_refused++;
+                notify_status_changed(&s->notify);
+                return;
+        }
+        addr_describe_peer(c->conn_fd, (struct sockaddr *)&c->peer, c->peer_len, c->peer_text,
+                           sizeof(c->peer_text));
+        r = serve_spawn(s, c, source);
+        if (r < 0) {
+                fault_record(&s->fault, r, "fork()", now);
+                return;
+        }
+        fault_end(&s->fault);
+}
+
+/* A connection of a PROXY listener whose header is in (pending_ready_fn). */
+static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) {
+        serve_admit(userdata, c, now);
+}
+
 /* Takes one connection: poll() says when there is another. Looping until EAGAIN would
  * cost a failed accept4() per connection at low load, and its errno write a page fault in
  * the parent (every page it writes is copy-on-write after each fork). */
@@ -82,8 +119,6 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 .idle_timeout_usec = s->options->idle_timeout_usec,
                 .nonblocking = true,
         };
-        uint64_t source;
-        int r;
 
         c.peer_len = sizeof(c.peer);
         c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -93,27 +128,20 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 return;
         }
         c.start_usec = now;
-        source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
-        if (children_source_full(s->children, source)) {
-                /* Closed at once: the peer sees its connection end with no data. */
-                close(c.conn_fd);
-                s->n_refused++;
-                notify_status_changed(&s->notify);
+        if (l->proxy) {
+                /* The header first; the client's real address decides the rest. */
+                if (pending_add(s->pending, &c, now, serve_admit_proxied, s) > 0)
+                        notify_status_changed(&s->notify);
                 return;
         }
-        addr_describe_peer(c.conn_fd, (struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
-                           sizeof(c.peer_text));
-        r = serve_spawn(s, &c, source);
-        if (r < 0) {
-                fault_record(&s->fault, r, "fork()", now);
-                return;
-        }
-        fault_end(&s->fault);
+        serve_admit(s, &c, now);
 }
 
 static void serve_stop(struct serve *s, uint64_t now) {
         if (!s->drain.stopping)
                 notify_stopping(&s->notify);
+        if (s->pending)
+                pending_close_all(s->pending); /* not yet clients: nothing to drain */
         drain_begin(&s->drain, s->children, s->options->drain_timeout_usec, now);
 }
 
@@ -146,6 +174,8 @@ static void serve_timers(struct serve *s, uint64_t now) {
         drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
                 notify_status_changed(&s->notify);
+        if (s->pending)
+                pending_tick(s->pending, now);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
         if (n_refused > 0)
                 log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
@@ -161,7 +191,10 @@ static void serve_timers(struct serve *s, uint64_t now) {
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
-        bool full = children_full(s->children);
+        /* Connections waiting for their PROXY header count toward the cap. */
+        size_t n_waiting = s->pending ? pending_count(s->pending) : 0;
+        bool waiting_full = s->pending && pending_full(s->pending);
+        bool full = children_count(s->children) + n_waiting >= s->options->max_clients;
         uint64_t paused_until = fault_paused_until(&s->fault, now);
         bool paused = paused_until != 0;
         bool accepting = !s->drain.stopping && !full && !paused;
@@ -178,13 +211,15 @@ static int serve_arm(struct serve *s, uint64_t now) {
 
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];
-                bool on = l->type == LISTENER_STREAM ? accepting : answering;
+                bool on = l->type == LISTENER_STREAM ? accepting && !(l->proxy && waiting_full) : answering;
                 s->pfds[1 + i].fd = on ? l->fd : -1;
         }
         if (s->udp && udp_deadline(s->udp, now) < deadline)
                 deadline = udp_deadline(s->udp, now);
         if (refused_due < deadline)
                 deadline = refused_due;
+        if (s->pending && pending_deadline(s->pending) < deadline)
+                deadline = pending_deadline(s->pending);
         if (paused && paused_until < deadline)
                 deadline = paused_until;
         if (drain_deadline(&s->drain) < deadline)
@@ -220,6 +255,12 @@ static int serve_setup(struct serve *s) {
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
+        if (s->n_pending_max > 0) {
+                r = pending_new(s->n_pending_max, s->pfds + 1 + s->listeners->n, &s->pending);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to allocate the table of connections waiting "
+                                                  "for their PROXY header: %m");
+        }
 
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)
@@ -243,8 +284,9 @@ static int serve_run(void *userdata) {
 
         while (!s->drain.stopping || children_count(s->children) > 0) {
                 int timeout_ms = serve_arm(s, now);
+                size_t n_fds = 1 + s->listeners->n + (s->pending ? pending_count(s->pending) : 0);
 
-                if (poll(s->pfds, 1 + s->listeners->n, timeout_ms) < 0 && errno != EINTR)
+                if (poll(s->pfds, n_fds, timeout_ms) < 0 && errno != EINTR)
                         return log_error_errno(errno, "poll() failed: %m");
                 now = clock_now_usec();
                 if (s->pfds[0].revents)
@@ -261,16 +303,28 @@ static int serve_run(void *userdata) {
                         else if (s->pfds[1 + i].fd >= 0)
                                 s->at_cap = false; /* polled and nobody waits: the episode is over */
                 }
+                if (s->pending && pending_serve(s->pending, now, serve_admit_proxied, s) > 0)
+                        notify_status_changed(&s->notify);
                 serve_timers(s, now);
         }
-        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
+        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, serve_refused(s));
+        return 0;
+}
+
+/* How many connections may wait for their PROXY header at once: none without such a
+ * listener, and never more than --max-clients, which they count toward. */
+static size_t pending_room(const struct options *options, const struct listeners *listeners) {
+        for (size_t i = 0; i < listeners->n; i++)
+                if (listeners->items[i].proxy)
+                        return options->max_clients < PENDING_MAX ? options->max_clients : PENDING_MAX;
         return 0;
 }
 
 int serve_loop(const struct options *options, struct listeners *listeners) {
         /* The loop's state and poll set live in parent-only memory: after each fork the
          * parent writes them without copy-on-write faults. */
-        size_t size = sizeof(struct serve) + (1 + listeners->n) * sizeof(struct pollfd);
+        size_t n_pending_max = pending_room(options, listeners);
+        size_t size = sizeof(struct serve) + (1 + listeners->n + n_pending_max) * sizeof(struct pollfd);
         struct serve *s = map_alloc_parent_only(size);
         uint64_t now = clock_now_usec();
         int r;
@@ -282,6 +336,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .listeners = listeners,
                 .pfds = (struct pollfd *)(s + 1),
                 .signal_fd = -1,
+                .n_pending_max = n_pending_max,
         };
         notify_setup(&s->notify, now);
         r = serve_setup(s);
@@ -293,6 +348,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
 
         children_free(s->children);
         udp_free(s->udp);
+        pending_free(s->pending);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);
         map_free_parent_only(s, size);
