@@ -145,7 +145,8 @@ static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, size_t len, const u
         out[14] = (uint8_t)(len >> 8);
         out[15] = (uint8_t)len;
         memset(out + 16, 0, len + extra);
-        memcpy(out + 16, body, body_size);
+        if (body_size > 0)
+                memcpy(out + 16, body, body_size);
         memset(out + 16 + len, 'P', extra);
         return 16 + len + extra;
 }
