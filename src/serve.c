@@ -120,6 +120,9 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
                 .nonblocking = true,
         };
 
+        /* Two PROXY listeners may both be readable in one pass with one place left. */
+        if (l->proxy && pending_full(s->pending))
+                return;
         c.peer_len = sizeof(c.peer);
         c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (c.conn_fd < 0) {

@@ -10,6 +10,7 @@ inetd mode behave as documented."""
 
 import os
 import re
+import signal
 import socket
 import struct
 import sys
@@ -245,6 +246,41 @@ def test_slow_stalls_nobody(t, exe):
     t.ok(d.stop() == 0, "exit 0 on SIGTERM", d.stderr_text()[-1000:])
 
 
+def test_cap_over_listeners(t, exe):
+    """Two PROXY listeners readable in the same pass with one place left in the cap: only
+    one connection is taken, the other waits in its backlog."""
+    socks = [listen_socket(), listen_socket()]
+    a, b = socks[0].getsockname(), socks[1].getsockname()
+    d = Daemon(exe, ["--proxy-protocol", "--max-clients", "2"], sockets=socks).start()
+    for s in socks:
+        s.close()
+    d.wait_ready()
+    conns = []
+    try:
+        conns.append(connect(a, 5 * SLOW))  # silent: waits for its header, one place left
+        time.sleep(0.5 * SLOW)
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            p, q = connect(a, 5 * SLOW), connect(b, 5 * SLOW)  # silent too
+            conns += [p, q]
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        closed = {}
+        for name, c in (("p", p), ("q", q)):
+            t.ok(is_refused_or_closed(c, 3 * HEADER_TIMEOUT + 5 * SLOW), f"{name} is closed in the end")
+            closed[name] = time.monotonic()
+        gap = closed["q"] - closed["p"]
+        t.ok(gap >= 1.5, f"the one on the second listener was taken only once a place was free, "
+             f"{gap:.2f} s after the first timed out")
+        st = d.notify.wait_status(lambda f: f[3] == 3, 4 * SLOW)
+        t.ok(st is not None and st[3] == 3 and st[0] == 0, "STATUS: 3 refused, none active",
+             repr(d.notify.last_status()))
+    finally:
+        for c in conns:
+            c.close()
+    t.ok(d.stop() == 0, "exit 0 on SIGTERM", d.stderr_text()[-1000:])
+
+
 def test_which_listeners(t, exe):
     """AF_UNIX listeners never expect a header; with --proxy-protocol=NAME only the passed
     sockets of that name (LISTEN_FDNAMES) do."""
@@ -301,4 +337,4 @@ def test_inetd(t, exe):
 
 if __name__ == "__main__":
     run([test_headers_echo, test_per_source_claimed, test_bad_headers, test_slow_stalls_nobody,
-         test_which_listeners, test_inetd])
+         test_cap_over_listeners, test_which_listeners, test_inetd])
