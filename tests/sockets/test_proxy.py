@@ -267,6 +267,18 @@ def closing_times(socks, timeout):
     return out
 
 
+def accepted_by(pid, server_port, client_port):
+    """True once pid holds the server side of the TCP connection between those loopback
+    ports (its inode in /proc/net/tcp, 0 while it waits in the accept queue, among pid's fds)."""
+    with open("/proc/net/tcp") as f:
+        for ln in f.readlines()[1:]:
+            fields = ln.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                return inode != "0" and f"socket:[{inode}]" in fd_targets(pid).values()
+    return False
+
+
 def test_cap_over_listeners(t, exe):
     """Two PROXY listeners readable in the same pass with one place left in the cap: only
     one connection is taken, the other waits in its backlog until a place is free."""
@@ -278,9 +290,9 @@ def test_cap_over_listeners(t, exe):
     d.wait_ready()
     conns = {}
     try:
-        n_fds = len(fd_targets(d.pid))
         conns["x"] = connect(a, 5 * SLOW)  # silent: waits for its header, one place left
-        t.ok(wait_until(lambda: len(fd_targets(d.pid)) > n_fds, 5 * SLOW), "echod takes the first silent one")
+        x_port = conns["x"].getsockname()[1]
+        t.ok(wait_until(lambda: accepted_by(d.pid, a[1], x_port), 5 * SLOW), "echod takes the first silent one")
         os.kill(d.pid, signal.SIGSTOP)
         try:
             conns["p"], conns["q"] = connect(a, 5 * SLOW), connect(b, 5 * SLOW)  # silent too
