@@ -110,34 +110,47 @@ static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) 
         serve_admit(userdata, c, now);
 }
 
+/* accept4() into *c. Returns false if there was no connection (a failure is recorded). */
+static inline bool serve_take(struct serve *s, const struct listener *l, uint64_t now, struct client *c) {
+        *c = (struct client){
+                .stop_fd = s->signal_fd,
+                .idle_timeout_usec = s->options->idle_timeout_usec,
+                .nonblocking = true,
+                .peer_len = sizeof(c->peer),
+        };
+        c->conn_fd = accept4(l->fd, (struct sockaddr *)&c->peer, &c->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c->conn_fd < 0) {
+                if (errno != EAGAIN && !fault_accept_is_transient(errno))
+                        fault_record(&s->fault, errno, "accept()", now);
+                return false;
+        }
+        c->start_usec = now;
+        return true;
+}
+
+/* A PROXY listener's connection: the header first, the client's real address decides the
+ * rest. Two such listeners may both be readable in one pass with one place left. */
+static void serve_accept_proxied(struct serve *s, const struct listener *l, uint64_t now) {
+        struct client c;
+
+        if (pending_full(s->pending) || !serve_take(s, l, now, &c))
+                return;
+        if (pending_add(s->pending, &c, now, serve_admit_proxied, s) > 0)
+                notify_status_changed(&s->notify);
+}
+
 /* Takes one connection: poll() says when there is another. Looping until EAGAIN would
  * cost a failed accept4() per connection at low load, and its errno write a page fault in
  * the parent (every page it writes is copy-on-write after each fork). */
 static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        struct client c = {
-                .stop_fd = s->signal_fd,
-                .idle_timeout_usec = s->options->idle_timeout_usec,
-                .nonblocking = true,
-        };
+        struct client c;
 
-        /* Two PROXY listeners may both be readable in one pass with one place left. */
-        if (l->proxy && pending_full(s->pending))
-                return;
-        c.peer_len = sizeof(c.peer);
-        c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c.conn_fd < 0) {
-                if (errno != EAGAIN && !fault_accept_is_transient(errno))
-                        fault_record(&s->fault, errno, "accept()", now);
-                return;
-        }
-        c.start_usec = now;
         if (l->proxy) {
-                /* The header first; the client's real address decides the rest. */
-                if (pending_add(s->pending, &c, now, serve_admit_proxied, s) > 0)
-                        notify_status_changed(&s->notify);
+                serve_accept_proxied(s, l, now);
                 return;
         }
-        serve_admit(s, &c, now);
+        if (serve_take(s, l, now, &c))
+                serve_admit(s, &c, now);
 }
 
 static void serve_stop(struct serve *s, uint64_t now) {
