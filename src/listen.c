@@ -114,8 +114,16 @@ static int classify(int fd, const char *fd_name, struct listener *ret) {
         return 0;
 }
 
+/* --proxy-protocol: every TCP listener, or with a name only the passed ones of that name
+ * (FileDescriptorName=). Never AF_UNIX or UDP ones. */
+static bool wants_proxy(const struct options *o, const struct listener *l, const char *fd_name) {
+        if (!o->proxy_protocol || l->family == AF_UNIX || l->type == LISTENER_DGRAM)
+                return false;
+        return !o->proxy_name || (fd_name && strcmp(fd_name, o->proxy_name) == 0);
+}
+
 /* Classifies the n passed fds into l (which has room), with their names. */
-static int passed_fds_classify(char **names, int n, struct listeners *l) {
+static int passed_fds_classify(const struct options *o, char **names, int n, struct listeners *l) {
         int r = 0;
 
         for (int i = 0; i < n && r == 0; i++) {
@@ -124,8 +132,10 @@ static int passed_fds_classify(char **names, int n, struct listeners *l) {
 
                 log_sanitize(safe_name, sizeof(safe_name), name, strlen(name));
                 r = classify(SDPROTO_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
-                if (r == 0)
+                if (r == 0) {
+                        l->items[l->n].proxy = wants_proxy(o, &l->items[l->n], names ? names[i] : NULL);
                         l->n++;
+                }
         }
         return r;
 }
@@ -217,13 +227,14 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
         if (!l.items)
                 r = log_error_errno(ENOMEM, "Failed to allocate listeners: %m");
         else
-                r = passed_fds_classify(names, n_passed, &l);
+                r = passed_fds_classify(options, names, n_passed, &l);
         for (int i = 0; names && i < n_passed; i++)
                 free(names[i]);
         free(names);
 
         for (size_t i = 0; r == 0 && i < options->n_listen; i++) {
                 r = open_one(&options->listen[i], &l.items[l.n]);
+                l.items[l.n].proxy = r == 0 && wants_proxy(options, &l.items[l.n], NULL);
                 if (r == 0 || l.items[l.n].fd >= 0)
                         l.n++; /* a failed one is closed with the rest */
         }
@@ -252,7 +263,8 @@ void listen_fds_describe(const struct listeners *l, char *buf, size_t size) {
         if (size > 0)
                 buf[0] = '\0';
         for (size_t i = 0; i < l->n && off < size; i++)
-                off += (size_t)snprintf(buf + off, size - off, "%s%s", i ? ", " : "", l->items[i].name);
+                off += (size_t)snprintf(buf + off, size - off, "%s%s%s", i ? ", " : "", l->items[i].name,
+                                        l->items[i].proxy ? " (PROXY protocol)" : "");
 }
 
 void listen_fds_close(struct listeners *l) {

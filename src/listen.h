@@ -19,6 +19,7 @@ struct listener {
         enum listener_type type;
         int family;
         bool created_path;            /* an AF_UNIX path this process bound: unlinked on exit */
+        bool proxy;                   /* connections start with a PROXY header (--proxy-protocol) */
         char name[ADDR_TEXT_MAX + 8]; /* "tcp 127.0.0.1:7", "udp [::]:7", "unix /run/e.sock" */
 };
 

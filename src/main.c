@@ -13,9 +13,12 @@
 #include "listen.h"
 #include "log.h"
 #include "options.h"
+#include "pending.h"
 #include "serve.h"
 
-/* inetd mode (Accept=yes): the one connection is served here, as a child would serve it. */
+/* inetd mode (Accept=yes): the one connection is served here, as a child would serve it.
+ * On a PROXY protocol socket its header is read first, here, within PENDING_TIMEOUT_USEC;
+ * a bad one closes the connection with one line (a bad client is no failure: exit 0). */
 static int serve_connected(const struct options *options, const struct listener *l) {
         struct client c = {
                 .conn_fd = l->fd,
@@ -37,6 +40,18 @@ static int serve_connected(const struct options *options, const struct listener 
         c.peer_len = sizeof(c.peer);
         if (getpeername(l->fd, (struct sockaddr *)&c.peer, &c.peer_len) < 0)
                 c.peer.ss_family = AF_UNSPEC;
+        if (l->proxy) {
+                int r = pending_read_one(&c, PENDING_TIMEOUT_USEC);
+                if (r != PROXY_DONE) {
+                        addr_format_peer((struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
+                                         sizeof(c.peer_text));
+                        log_warning("Refused the connection from %s: %s", c.peer_text,
+                                    pending_reason_to_string(r));
+                        if (c.stop_fd >= 0)
+                                close(c.stop_fd);
+                        return EXIT_SUCCESS;
+                }
+        }
         addr_describe_peer(c.conn_fd, (struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
                            sizeof(c.peer_text));
         end = client_serve(&c);

@@ -14,7 +14,8 @@
 #include "config.h"
 #include "log.h"
 
-#define ARG_LOG_LEVEL 0x100
+#define ARG_LOG_LEVEL      0x100
+#define ARG_PROXY_PROTOCOL 0x101
 
 static const struct option long_options[] = {
         { "listen", required_argument, NULL, 'l' },
@@ -24,6 +25,7 @@ static const struct option long_options[] = {
         { "idle-timeout", required_argument, NULL, 't' },
         { "drain-timeout", required_argument, NULL, 'd' },
         { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+        { "proxy-protocol", optional_argument, NULL, ARG_PROXY_PROTOCOL },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -48,6 +50,9 @@ static const char help_text[] =
         "                                 (default 300 s; 0: never)\n"
         "  -d, --drain-timeout DURATION   on stop, how long clients may finish\n"
         "                                 (default 5 s, at most 1 h)\n"
+        "      --proxy-protocol[=NAME]    TCP listeners (with NAME: only the passed sockets\n"
+        "                                 named NAME) expect a PROXY protocol v1 or v2\n"
+        "                                 header first and use the client address in it\n"
         "      --log-level LEVEL          err, warning, notice, info (default) or debug\n"
         "  -h, --help                     show this help and exit\n"
         "  -V, --version                  show the version and exit\n"
@@ -185,6 +190,12 @@ int options_parse(int argc, char *argv[], struct options *ret) {
                                                    "or debug, not '%s'",
                                                    optarg);
                         o.log_level = r;
+                        break;
+                case ARG_PROXY_PROTOCOL:
+                        if (optarg && optarg[0] == '\0')
+                                return usage_error("--proxy-protocol= needs a socket name");
+                        o.proxy_protocol = true;
+                        o.proxy_name = optarg;
                         break;
                 case 'h':
                         fputs(help_text, stdout);

@@ -1,6 +1,7 @@
 /* Command line of echod: what the user asked for, validated, before any socket exists. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,8 @@ struct options {
         uint64_t idle_timeout_usec;  /* 0: none */
         uint64_t drain_timeout_usec; /* 0: kill at once */
         int log_level;               /* LOG_ERR .. LOG_DEBUG */
+        bool proxy_protocol;         /* TCP listeners expect a PROXY header */
+        const char *proxy_name;      /* only those passed with this name; NULL: all */
 };
 
 #define OPTIONS_DEFAULT_MAX_CLIENTS 1024u

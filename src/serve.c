@@ -26,6 +26,7 @@
 #include "map.h"
 #include "notify.h"
 #include "refused.h"
+#include "pending.h"
 #include "sys.h"
 #include "tally.h"
 #include "udp.h"
@@ -33,12 +34,14 @@
 struct serve {
         const struct options *options;
         struct listeners *listeners;
-        struct pollfd *pfds; /* [0]: signal_fd; [1 + i]: listeners->items[i] */
+        /* [0]: signal_fd; [1 + i]: listeners->items[i]; then the pending connections */
+        struct pollfd *pfds;
         struct signalfd_siginfo siginfo[16];
         int signal_fd;
         int fd_max; /* client.fd_max: 0 when close_range() works */
         struct children *children;
-        struct udp *udp; /* only with UDP sockets */
+        struct udp *udp;         /* only with UDP sockets */
+        struct pending *pending; /* only with PROXY protocol listeners */
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
@@ -47,12 +50,18 @@ struct serve {
         bool at_cap;                    /* at the cap since the backlog was last seen empty */
         uint64_t n_cap_episodes;        /* times the cap was reached */
         struct tally cap_log;
-        struct fault fault; /* accept() or fork() failing for want of resources */
+        struct fault fault;   /* accept() or fork() failing for want of resources */
+        size_t n_pending_max; /* room in pfds for connections waiting for a PROXY header */
 };
+
+/* Refused in all: over the per-source cap, or without a valid PROXY header. */
+static uint64_t serve_refused(const struct serve *s) {
+        return s->n_refused + (s->pending ? pending_refused(s->pending) : 0);
+}
 
 static void format_status(const struct serve *s, char *buf, size_t size) {
         int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
-                         children_count(s->children), s->options->max_clients, s->n_served, s->n_refused);
+                         children_count(s->children), s->options->max_clients, s->n_served, serve_refused(s));
 
         if (s->udp && n > 0 && (size_t)n < size) {
                 uint64_t echoed, dropped;
@@ -90,41 +99,23 @@ static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
         return 0;
 }
 
-/* Takes one connection: poll() says when there is another. Looping until EAGAIN would
- * cost a failed accept4() per connection at low load, and its errno write a page fault in
- * the parent (every page it writes is copy-on-write after each fork). */
-static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        struct client c = {
-                .stop_fd = s->signal_fd,
-                .idle_timeout_usec = s->options->idle_timeout_usec,
-                .drain_timeout_usec = s->options->drain_timeout_usec,
-                .nonblocking = true,
-                .oob_inline = l->family != AF_UNIX, /* copied from the TCP listener */
-                .fd_max = s->fd_max,
-        };
+/* Serves an accepted connection whose peer is known: the per-source cap, then a child. */
+static inline void serve_admit(struct serve *s, struct client *c, uint64_t now) {
         uint64_t source;
         int r;
 
-        c.peer_len = sizeof(c.peer);
-        c.conn_fd = accept4(l->fd, (struct sockaddr *)&c.peer, &c.peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c.conn_fd < 0) {
-                if (errno != EAGAIN && !fault_accept_is_transient(errno))
-                        fault_record(&s->fault, errno, "accept()", now);
-                return;
-        }
-        c.start_usec = now;
-        source = addr_source_key((struct sockaddr *)&c.peer, c.peer_len);
+        source = addr_source_key((struct sockaddr *)&c->peer, c->peer_len);
         if (children_source_full(s->children, source)) {
                 /* Closed at once: the peer sees its connection end with no data. */
-                close(c.conn_fd);
+                close(c->conn_fd);
                 s->n_refused++;
                 refused_add(&s->refused_sources, source);
                 notify_status_changed(&s->notify);
                 return;
         }
-        addr_describe_peer(c.conn_fd, (struct sockaddr *)&c.peer, c.peer_len, c.peer_text,
-                           sizeof(c.peer_text));
-        r = serve_spawn(s, &c, source);
+        addr_describe_peer(c->conn_fd, (struct sockaddr *)&c->peer, c->peer_len, c->peer_text,
+                           sizeof(c->peer_text));
+        r = serve_spawn(s, c, source);
         if (r < 0) {
                 fault_record(&s->fault, r, "fork()", now);
                 return;
@@ -132,9 +123,62 @@ static void serve_accept(struct serve *s, const struct listener *l, uint64_t now
         fault_end(&s->fault);
 }
 
+/* A connection of a PROXY listener whose header is in (pending_ready_fn). */
+static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) {
+        serve_admit(userdata, c, now);
+}
+
+/* accept4() into *c. Returns false if there was no connection (a failure is recorded). */
+static inline bool serve_take(struct serve *s, const struct listener *l, uint64_t now, struct client *c) {
+        *c = (struct client){
+                .stop_fd = s->signal_fd,
+                .idle_timeout_usec = s->options->idle_timeout_usec,
+                .drain_timeout_usec = s->options->drain_timeout_usec,
+                .nonblocking = true,
+                .oob_inline = l->family != AF_UNIX, /* copied from the TCP listener */
+                .fd_max = s->fd_max,
+                .peer_len = sizeof(c->peer),
+        };
+        c->conn_fd = accept4(l->fd, (struct sockaddr *)&c->peer, &c->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c->conn_fd < 0) {
+                if (errno != EAGAIN && !fault_accept_is_transient(errno))
+                        fault_record(&s->fault, errno, "accept()", now);
+                return false;
+        }
+        c->start_usec = now;
+        return true;
+}
+
+/* A PROXY listener's connection: the header first, the client's real address decides the
+ * rest. Two such listeners may both be readable in one pass with one place left. */
+static void serve_accept_proxied(struct serve *s, const struct listener *l, uint64_t now) {
+        struct client c;
+
+        if (pending_full(s->pending) || !serve_take(s, l, now, &c))
+                return;
+        if (pending_add(s->pending, &c, now, serve_admit_proxied, s) > 0)
+                notify_status_changed(&s->notify);
+}
+
+/* Takes one connection: poll() says when there is another. Looping until EAGAIN would
+ * cost a failed accept4() per connection at low load, and its errno write a page fault in
+ * the parent (every page it writes is copy-on-write after each fork). */
+static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
+        struct client c;
+
+        if (l->proxy) {
+                serve_accept_proxied(s, l, now);
+                return;
+        }
+        if (serve_take(s, l, now, &c))
+                serve_admit(s, &c, now);
+}
+
 static void serve_stop(struct serve *s, uint64_t now) {
         if (!s->drain.stopping)
                 notify_stopping(&s->notify);
+        if (s->pending)
+                pending_close_all(s->pending); /* not yet clients: nothing to drain */
         drain_begin(&s->drain, s->children, s->options->drain_timeout_usec, now);
 }
 
@@ -168,6 +212,8 @@ static void serve_timers(struct serve *s, uint64_t now) {
         drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
                 notify_status_changed(&s->notify);
+        if (s->pending)
+                pending_tick(s->pending, now);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
         if (n_refused > 0) {
                 refused_report(&s->refused_sources, sources, sizeof(sources));
@@ -195,15 +241,23 @@ static void serve_log_cap(struct serve *s, uint64_t now) {
                             s->options->max_clients, n);
 }
 
+/* At the cap: children and connections waiting for their PROXY header count alike. */
+static bool serve_full(const struct serve *s) {
+        size_t n_waiting = s->pending ? pending_count(s->pending) : 0;
+
+        return children_count(s->children) + n_waiting >= s->options->max_clients;
+}
+
 /* Whether a connection may be taken now: not stopping, below the cap, not paused. Looked
  * at before each accept, since one pass may find several listeners ready. */
 static bool serve_accepting(const struct serve *s, uint64_t now) {
-        return !s->drain.stopping && !children_full(s->children) && fault_paused_until(&s->fault, now) == 0;
+        return !s->drain.stopping && !serve_full(s) && fault_paused_until(&s->fault, now) == 0;
 }
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
 static int serve_arm(struct serve *s, uint64_t now) {
-        bool full = children_full(s->children);
+        bool waiting_full = s->pending && pending_full(s->pending);
+        bool full = serve_full(s);
         uint64_t paused_until = fault_paused_until(&s->fault, now);
         bool paused = paused_until != 0;
         bool accepting = serve_accepting(s, now);
@@ -222,7 +276,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
 
         for (size_t i = 0; i < s->listeners->n; i++) {
                 const struct listener *l = &s->listeners->items[i];
-                bool on = l->type == LISTENER_STREAM ? accepting : answering;
+                bool on = l->type == LISTENER_STREAM ? accepting && !(l->proxy && waiting_full) : answering;
                 s->pfds[1 + i].fd = on ? l->fd : -1;
         }
         if (s->udp && udp_deadline(s->udp, now) < deadline)
@@ -231,6 +285,8 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 deadline = refused_due;
         if (tally_deadline(&s->cap_log, s->n_cap_episodes) < deadline)
                 deadline = tally_deadline(&s->cap_log, s->n_cap_episodes);
+        if (s->pending && pending_deadline(s->pending) < deadline)
+                deadline = pending_deadline(s->pending);
         if (paused && paused_until < deadline)
                 deadline = paused_until;
         if (drain_deadline(&s->drain) < deadline)
@@ -263,6 +319,12 @@ static int serve_setup(struct serve *s) {
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
+        if (s->n_pending_max > 0) {
+                r = pending_new(s->n_pending_max, s->pfds + 1 + s->listeners->n, &s->pending);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to allocate the table of connections waiting "
+                                                  "for their PROXY header: %m");
+        }
 
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)
@@ -295,8 +357,9 @@ static int serve_run(void *userdata) {
 
         while (!s->drain.stopping || children_count(s->children) > 0) {
                 int timeout_ms = serve_arm(s, now);
+                size_t n_fds = 1 + s->listeners->n + (s->pending ? pending_count(s->pending) : 0);
 
-                if (poll(s->pfds, 1 + s->listeners->n, timeout_ms) < 0 && errno != EINTR)
+                if (poll(s->pfds, n_fds, timeout_ms) < 0 && errno != EINTR)
                         return log_error_errno(errno, "poll() failed: %m");
                 now = clock_now_usec();
                 if (s->pfds[0].revents)
@@ -314,16 +377,28 @@ static int serve_run(void *userdata) {
                         } else if (s->pfds[1 + i].fd >= 0)
                                 s->at_cap = false; /* polled and nobody waits: the episode is over */
                 }
+                if (s->pending && pending_serve(s->pending, now, serve_admit_proxied, s) > 0)
+                        notify_status_changed(&s->notify);
                 serve_timers(s, now);
         }
-        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, s->n_refused);
+        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, serve_refused(s));
+        return 0;
+}
+
+/* How many connections may wait for their PROXY header at once: none without such a
+ * listener, and never more than --max-clients, which they count toward. */
+static size_t pending_room(const struct options *options, const struct listeners *listeners) {
+        for (size_t i = 0; i < listeners->n; i++)
+                if (listeners->items[i].proxy)
+                        return options->max_clients < PENDING_MAX ? options->max_clients : PENDING_MAX;
         return 0;
 }
 
 int serve_loop(const struct options *options, struct listeners *listeners) {
         /* The loop's state and poll set live in parent-only memory: after each fork the
          * parent writes them without copy-on-write faults. */
-        size_t size = sizeof(struct serve) + (1 + listeners->n) * sizeof(struct pollfd);
+        size_t n_pending_max = pending_room(options, listeners);
+        size_t size = sizeof(struct serve) + (1 + listeners->n + n_pending_max) * sizeof(struct pollfd);
         struct serve *s = map_alloc_parent_only(size);
         uint64_t now = clock_now_usec();
         int r;
@@ -335,6 +410,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .listeners = listeners,
                 .pfds = (struct pollfd *)(s + 1),
                 .signal_fd = -1,
+                .n_pending_max = n_pending_max,
         };
         notify_setup(&s->notify, now);
         r = serve_setup(s);
@@ -346,6 +422,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
 
         children_free(s->children);
         udp_free(s->udp);
+        pending_free(s->pending);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);
         map_free_parent_only(s, size);

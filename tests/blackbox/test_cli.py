@@ -43,6 +43,8 @@ BAD = [
     ["--listen-udp", "0"],
     ["--log-level", "bogus"],
     ["--log-level"],
+    ["--proxy-protocol="],
+    ["--proxy-protocol", "name"],
     ["unexpected-argument"],
 ]
 
@@ -121,7 +123,7 @@ def test_help_lists_the_parser(t, exe):
     text = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW).stdout.decode()
     opts = parse_help(text)
     expected = {"listen", "listen-udp", "max-clients", "max-per-source", "idle-timeout",
-                "drain-timeout", "log-level", "help", "version"}
+                "drain-timeout", "log-level", "proxy-protocol", "help", "version"}
     t.ok(set(opts) == expected, "--help lists exactly the options of the interface",
          f"listed {sorted(opts)}, expected {sorted(expected)}")
     shorts = {s for s, _ in opts.values() if s}
@@ -136,6 +138,8 @@ def test_help_lists_the_parser(t, exe):
                 args = [spelling, f"127.0.0.1:{port}"]
             elif name == "listen-udp":
                 args = ["--listen", f"127.0.0.1:{port}", spelling, f"127.0.0.1:{free_port()}"]
+            elif not has_value:
+                args = ["--listen", f"127.0.0.1:{port}", spelling]
             else:
                 args = ["--listen", f"127.0.0.1:{port}", spelling, VALUE_FOR.get(name, "1")]
             d = Daemon(exe, args).start()
@@ -171,7 +175,7 @@ def test_help_lists_the_parser(t, exe):
         missing = sorted(set(opts) - named)
         extra = sorted(n for n in named - set(opts) if n not in ("prefix", "setup", "buildtype"))
         t.ok(not missing, f"{doc} documents every option of --help", f"missing: {missing}")
-        t.ok(not [e for e in extra if re.match(r"(max|idle|drain|log|listen)", e)],
+        t.ok(not [e for e in extra if re.match(r"(max|idle|drain|log|listen|proxy)", e)],
              f"{doc} documents no echod option that --help lacks", f"extra: {extra}")
 
 
