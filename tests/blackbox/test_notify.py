@@ -2,8 +2,9 @@
 """sd_notify: READY=1 once the sockets are validated, STATUS= in the interface's format with
 live counts, coalesced; STOPPING=1; WATCHDOG=1 at half of WATCHDOG_USEC; every message from
 the main pid (SCM_CREDENTIALS), never from a child; nothing breaks without NOTIFY_SOCKET.
-libsystemd is linked but never mapped in a child; notifications go on when its file is gone
-after the start; a notify socket that goes away is one warning, not one per message."""
+libsystemd is mapped only while it is called, so never in a child; when it cannot be loaded
+after the start, notifications go on, sent directly, with one warning; a notify socket that
+goes away is one warning, not one per message."""
 
 import ctypes
 import os
@@ -161,10 +162,33 @@ def test_watchdog(t, exe):
              "without WATCHDOG_USEC: no WATCHDOG=1")
 
 
-# libsystemd and the libraries it pulls in on Debian 12: linked, but left out of children
-# (src/trim.c), which fork() would otherwise copy for every connection.
+# libsystemd and the libraries it pulls in on Debian 12, which fork() would copy for every
+# connection: mapped only while echod calls libsystemd (src/libsystemd.c), and left out of
+# children besides (src/trim.c).
 LIBSYSTEMD_FAMILY = ("libsystemd.so", "libcap.so", "libgcrypt.so", "libgpg-error.so", "liblzma.so",
                      "libzstd.so", "liblz4.so")
+
+
+def libsystemd_mapped(pid):
+    """The mappings of libsystemd in pid, or None if pid is gone."""
+    files = mapped_files(pid)
+    return None if files is None else [m for m in files if "libsystemd.so" in m]
+
+
+def test_libsystemd_only_while_called(t, exe):
+    # The design of the fork (src/libsystemd.c): every fork() pays for each mapping of the
+    # parent, so libsystemd is mapped only while echod calls it.
+    with started(exe) as (d, ls):
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "after READY=1 libsystemd is not mapped in the main process",
+             repr(libsystemd_mapped(d.pid)))
+        for i in range(3):
+            roundtrip(ls.getsockname(), b"s%d" % i, 5 * SLOW)
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
+        t.ok(s is not None, "STATUS says 3 served", repr([x[2] for x in statuses(d)][-3:]))
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "nor after that STATUS was sent", repr(libsystemd_mapped(d.pid)))
+        t.ok(d.stop() == 0, "stops with status 0")
 
 
 def test_libsystemd_not_in_child(t, exe):
@@ -185,9 +209,9 @@ def test_libsystemd_not_in_child(t, exe):
 
 
 def test_libsystemd_unloadable_after_start(t, exe):
-    """A dist-upgrade may replace libsystemd with one this process cannot load: nothing
-    echod needs to notify may be loaded after the start, so the watchdog keeps being fed and
-    STATUS keeps coming."""
+    """A dist-upgrade may replace libsystemd with one this process cannot load: echod then
+    sends its notifications directly, so the watchdog keeps being fed and STATUS keeps
+    coming, and one warning says so; a notice when libsystemd loads again."""
     try:
         ctypes.CDLL("libsystemd.so.0")  # to find the file the loader picks
     except OSError:
@@ -214,6 +238,16 @@ def test_libsystemd_unloadable_after_start(t, exe):
             s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
             t.ok(s is not None, "... and STATUS too (3 served)", repr([x[2] for x in statuses(d)][-3:]))
             t.ok(not d.wait_line(r"Failed to notify", 0), "no notification failed", d.stderr_text())
+            warned = d.wait_line(r"Cannot load libsystemd\.so\.0 \(.+\): sending notifications to the "
+                                 r"service manager directly", 0, 2)
+            t.ok(len(warned) == 1, f"one warning says libsystemd cannot be loaded ({len(warned)} for "
+                 f"{len(wd)} pings)", d.stderr_text())
+            os.unlink(copy)
+            shutil.copy(real, copy)
+            t.ok(d.wait_line(r"libsystemd\.so\.0 loads again", 3 * SLOW),
+                 "libsystemd loadable again: a notice says so", d.stderr_text())
+            t.ok(len(d.wait_line(r"Cannot load libsystemd", 0, 2)) == 1, "still one warning",
+                 d.stderr_text())
             t.ok(d.stop() == 0, "stops with status 0", d.stderr_text())
     finally:
         if os.path.exists(copy):
@@ -266,5 +300,6 @@ def test_no_notify_socket(t, exe):
 
 if __name__ == "__main__":
     run([test_ready_and_status, test_status_coalesced, test_refused_counted, test_stopping,
-         test_watchdog, test_libsystemd_not_in_child, test_libsystemd_unloadable_after_start,
+         test_watchdog, test_libsystemd_only_while_called, test_libsystemd_not_in_child,
+         test_libsystemd_unloadable_after_start,
          test_notify_socket_gone, test_no_notify_socket])
