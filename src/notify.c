@@ -20,12 +20,13 @@
  * sd_notify() reads it. */
 static char *notify_socket;
 
+#define UNLOADABLE_FORMAT                                                                                    \
+        "Cannot load libsystemd.so.0 (%s): sending notifications to the service manager directly%s"
+
 /* Warns once per episode of libsystemd not loading; a notice when it loads again. */
 static void unloadable_note(struct notify *n, bool unloadable, const char *why) {
         if (unloadable && !n->unloadable)
-                log_warning("Cannot load libsystemd.so.0 (%s): sending notifications to the "
-                            "service manager directly",
-                            why);
+                log_warning(UNLOADABLE_FORMAT, why, "");
         else if (!unloadable && n->unloadable)
                 log_notice("libsystemd.so.0 loads again: notifying the service manager through it");
         n->unloadable = unloadable;
@@ -81,9 +82,7 @@ void notify_setup(struct notify *n, uint64_t now) {
                 /* The notifications still go out (send_state), warned about once, here;
                  * but WATCHDOG_USEC is libsystemd's to read, so say that too. */
                 if (n->enabled)
-                        log_warning("Cannot load libsystemd.so.0 (%s): sending notifications to the "
-                                    "service manager directly%s",
-                                    sd.error,
+                        log_warning(UNLOADABLE_FORMAT, sd.error,
                                     getenv("WATCHDOG_USEC")
                                             ? "; WATCHDOG_USEC cannot be read: the watchdog will not be fed"
                                             : "");

@@ -255,6 +255,46 @@ def test_libsystemd_unloadable_after_start(t, exe):
         os.rmdir(tmp)
 
 
+def test_libsystemd_unloadable_at_start(t, exe):
+    """libsystemd cannot be loaded from the start: passed sockets are an error (they cannot
+    be checked); with --listen, the notifications are sent directly, with one warning that
+    also says the watchdog is not fed (WATCHDOG_USEC is libsystemd's to read)."""
+    tmp = tempfile.mkdtemp(prefix="echod-libsystemd-")
+    bad = os.path.join(tmp, "libsystemd.so.0")
+    try:
+        with open(bad, "wb") as f:
+            f.write(b"not an ELF file\n")
+        env = {"LD_LIBRARY_PATH": tmp, "WATCHDOG_USEC": "400000"}
+        ls = listen_socket()
+        try:
+            d = Daemon(exe, sockets=[ls], env=env).start()
+            st = d.wait(10 * SLOW)
+            t.ok(st == 1 and d.wait_line(r"Sockets were passed \(LISTEN_FDS\) but libsystemd\.so\.0, "
+                                         r"needed to check them, cannot be loaded: .+", 0),
+                 f"passed sockets, libsystemd unloadable: one error, exit status 1 ({st})",
+                 d.stderr_text())
+        finally:
+            ls.close()
+        port = free_port()
+        d = Daemon(exe, ["--listen", f"127.0.0.1:{port}"], env=env).start()
+        d.wait_ready()
+        t.ok(roundtrip(("127.0.0.1", port), b"fine", 5 * SLOW) == b"fine",
+             "--listen, libsystemd unloadable: READY=1 arrives and echo works")
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 1, 3 * SLOW)
+        t.ok(s is not None, "... STATUS too (1 served)", repr([x[2] for x in statuses(d)][-3:]))
+        warned = d.wait_line(r"Cannot load libsystemd\.so\.0 \(.+\): sending notifications to the service "
+                             r"manager directly; WATCHDOG_USEC cannot be read", 0, 2)
+        t.ok(len(warned) == 1 and len(d.wait_line(r"Cannot load libsystemd", 0, 2)) == 1,
+             "... and one warning says so, and that the watchdog is not fed", d.stderr_text())
+        st = d.stop()
+        stopping = d.notify.wait_for(lambda m: "STOPPING=1" in m[3].split("\n"), 2 * SLOW)
+        t.ok(st == 0 and stopping,
+             f"... STOPPING=1 on SIGTERM, exit status 0 ({st})", d.stderr_text())
+    finally:
+        os.unlink(bad)
+        os.rmdir(tmp)
+
+
 def test_notify_socket_gone(t, exe):
     """The service manager's socket goes away: one warning, not one per ping; a notice when
     messages get through again."""
@@ -301,5 +341,5 @@ def test_no_notify_socket(t, exe):
 if __name__ == "__main__":
     run([test_ready_and_status, test_status_coalesced, test_refused_counted, test_stopping,
          test_watchdog, test_libsystemd_only_while_called, test_libsystemd_not_in_child,
-         test_libsystemd_unloadable_after_start,
+         test_libsystemd_unloadable_after_start, test_libsystemd_unloadable_at_start,
          test_notify_socket_gone, test_no_notify_socket])
