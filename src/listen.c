@@ -1,4 +1,4 @@
-/* Where the sockets come from. Passed fds are checked (sdproto.c) and classified;
+/* Where the sockets come from. Passed fds are checked with sd_is_socket*() and classified;
  * --listen values are bound here. Every TCP listener gets TCP_NODELAY and SO_OOBINLINE,
  * which Linux copies to each accepted connection, so no child pays a syscall for them. */
 #include "listen.h"
@@ -12,10 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "libsystemd.h"
 #include "log.h"
-#include "sdproto.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -84,16 +85,16 @@ static bool is_connected(int fd) {
         return getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
 }
 
-static int classify(int fd, const char *fd_name, struct listener *ret) {
+static int classify(const struct libsystemd *sd, int fd, const char *fd_name, struct listener *ret) {
         char buf[96];
         int r;
 
         *ret = (struct listener){ .fd = fd };
-        if (sdproto_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        if (sd->is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
                 ret->type = LISTENER_STREAM;
-        else if (sdproto_is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0)
+        else if (sd->is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1, 0) > 0)
                 ret->type = LISTENER_DGRAM;
-        else if (sdproto_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
+        else if (sd->is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
                 ret->type = LISTENER_CONNECTED;
         else {
                 log_error("Passed fd %d (%s) is %s; echod serves listening TCP or AF_UNIX stream "
@@ -101,8 +102,8 @@ static int classify(int fd, const char *fd_name, struct listener *ret) {
                           fd, fd_name, fd_kind(fd, buf, sizeof(buf)));
                 return -EBADF;
         }
-        if (ret->type != LISTENER_DGRAM && sdproto_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1) <= 0 &&
-            sdproto_is_socket_unix(fd, SOCK_STREAM, -1) <= 0) {
+        if (ret->type != LISTENER_DGRAM && sd->is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1, 0) <= 0 &&
+            sd->is_socket_unix(fd, SOCK_STREAM, -1, NULL, 0) <= 0) {
                 log_error("Passed fd %d (%s) is a stream socket of a family other than IPv4, IPv6 "
                           "or AF_UNIX",
                           fd, fd_name);
@@ -123,7 +124,8 @@ static bool wants_proxy(const struct options *o, const struct listener *l, const
 }
 
 /* Classifies the n passed fds into l (which has room), with their names. */
-static int passed_fds_classify(const struct options *o, char **names, int n, struct listeners *l) {
+static int passed_fds_classify(const struct libsystemd *sd, const struct options *o, char **names, int n,
+                               struct listeners *l) {
         int r = 0;
 
         for (int i = 0; i < n && r == 0; i++) {
@@ -131,7 +133,7 @@ static int passed_fds_classify(const struct options *o, char **names, int n, str
                 char safe_name[64];
 
                 log_sanitize(safe_name, sizeof(safe_name), name, strlen(name));
-                r = classify(SDPROTO_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
+                r = classify(sd, SD_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
                 if (r == 0) {
                         l->items[l->n].proxy = wants_proxy(o, &l->items[l->n], names ? names[i] : NULL);
                         l->n++;
@@ -214,23 +216,38 @@ static int open_one(const struct listen_spec *spec, struct listener *ret) {
 
 int listen_fds_get(const struct options *options, struct listeners *ret) {
         struct listeners l = {};
+        struct libsystemd sd = {};
         char **names = NULL;
         int n_passed = 0, r = 0;
 
-        n_passed = sdproto_listen_fds(&names);
-        if (n_passed < 0)
-                return log_error_errno(n_passed, "Failed to read the sockets passed by systemd: %m");
-        if (n_passed == 0 && options->n_listen == 0)
+        if (getenv("LISTEN_FDS")) {
+                r = libsystemd_open(&sd);
+                if (r < 0)
+                        return log_error_errno(r,
+                                               "Sockets were passed (LISTEN_FDS) but libsystemd.so.0, "
+                                               "needed to check them, cannot be loaded: %s",
+                                               sd.error);
+                /* unset_environment=1: children must not think the sockets are theirs */
+                n_passed = sd.listen_fds_with_names(1, &names);
+                if (n_passed < 0) {
+                        libsystemd_close(&sd);
+                        return log_error_errno(n_passed, "Failed to read the sockets passed by systemd: %m");
+                }
+        }
+        if (n_passed == 0 && options->n_listen == 0) {
+                libsystemd_close(&sd);
                 return -ENOENT;
+        }
 
         l.items = calloc((size_t)n_passed + options->n_listen, sizeof(struct listener));
         if (!l.items)
                 r = log_error_errno(ENOMEM, "Failed to allocate listeners: %m");
         else
-                r = passed_fds_classify(options, names, n_passed, &l);
+                r = passed_fds_classify(&sd, options, names, n_passed, &l);
         for (int i = 0; names && i < n_passed; i++)
                 free(names[i]);
         free(names);
+        libsystemd_close(&sd);
 
         for (size_t i = 0; r == 0 && i < options->n_listen; i++) {
                 r = open_one(&options->listen[i], &l.items[l.n]);

@@ -1,7 +1,9 @@
 /* The service manager's view of echod. STATUS= is rate-limited: the first change after a
  * quiet second goes out at once, later ones are coalesced into one message a second, so a
- * burst of connections costs the accept loop nothing. A message that cannot be sent is a
- * warning, once until one goes through again. */
+ * burst of connections costs the accept loop nothing. Messages go through sd_notify(), with
+ * libsystemd loaded for the call (libsystemd.c); if it cannot be loaded any more (an upgrade
+ * replaced it), they are sent directly (notify_send.c), so the watchdog stays fed. Either
+ * failure is a warning, once until it is over. */
 #include "notify.h"
 
 #include <errno.h>
@@ -9,19 +11,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libsystemd.h"
 #include "log.h"
-#include "sdproto.h"
+#include "notify_send.h"
 
 /* The notify socket's path, kept out of the environment: children are forked without it
- * and so cannot notify, whatever they run. */
+ * and so cannot notify, whatever they run. It is in the environment only while
+ * sd_notify() reads it. */
 static char *notify_socket;
 
+#define UNLOADABLE_FORMAT                                                                                    \
+        "Cannot load libsystemd.so.0 (%s): sending notifications to the service manager directly%s"
+
+/* Warns once per episode of libsystemd not loading; a notice when it loads again. */
+static void unloadable_note(struct notify *n, bool unloadable, const char *why) {
+        if (unloadable && !n->unloadable)
+                log_warning(UNLOADABLE_FORMAT, why, "");
+        else if (!unloadable && n->unloadable)
+                log_notice("libsystemd.so.0 loads again: notifying the service manager through it");
+        n->unloadable = unloadable;
+}
+
+/* sd_notify() of libsystemd, opened by the caller: 0 once sent, or -errno. */
+static int send_sd_notify(const struct libsystemd *sd, const char *state) {
+        int r;
+
+        if (setenv("NOTIFY_SOCKET", notify_socket, 1) < 0)
+                return -errno;
+        r = sd->notify(0, state); /* 0 would mean no NOTIFY_SOCKET, which cannot be */
+        unsetenv("NOTIFY_SOCKET");
+        return r < 0 ? r : 0;
+}
+
 static void send_state(struct notify *n, const char *state) {
+        struct libsystemd sd;
         int r;
 
         if (!notify_socket)
                 return;
-        r = sdproto_notify(notify_socket, state);
+        if (libsystemd_open(&sd) < 0) {
+                unloadable_note(n, true, sd.error);
+                r = notify_send(notify_socket, state);
+        } else {
+                unloadable_note(n, false, NULL);
+                r = send_sd_notify(&sd, state);
+                libsystemd_close(&sd);
+        }
         if (r < 0 && !n->failing)
                 log_warning_errno(r, "Failed to notify the service manager: %m; will keep trying");
         else if (r >= 0 && n->failing)
@@ -31,20 +66,37 @@ static void send_state(struct notify *n, const char *state) {
 
 void notify_setup(struct notify *n, uint64_t now) {
         const char *e = getenv("NOTIFY_SOCKET");
+        struct libsystemd sd;
         uint64_t usec = 0;
 
         *n = (struct notify){};
+        if (!e && !getenv("WATCHDOG_USEC"))
+                return;
         if (e) {
                 free(notify_socket);
                 notify_socket = strdup(e);
                 unsetenv("NOTIFY_SOCKET");
                 n->enabled = notify_socket != NULL;
         }
-        /* WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
-        if (sdproto_watchdog(&usec) > 0) {
+        if (libsystemd_open(&sd) < 0) {
+                /* The notifications still go out (send_state), warned about once, here;
+                 * but WATCHDOG_USEC is libsystemd's to read, so say that too. */
+                if (n->enabled)
+                        log_warning(UNLOADABLE_FORMAT, sd.error,
+                                    getenv("WATCHDOG_USEC")
+                                            ? "; WATCHDOG_USEC cannot be read: the watchdog will not be fed"
+                                            : "");
+                n->unloadable = true;
+                unsetenv("WATCHDOG_USEC");
+                unsetenv("WATCHDOG_PID");
+                return;
+        }
+        /* unset_environment=1: WATCHDOG_PID and WATCHDOG_USEC are read once and dropped. */
+        if (sd.watchdog_enabled(1, &usec) > 0 && usec > 0) {
                 n->watchdog_usec = usec;
                 n->watchdog_next = now + usec / 2;
         }
+        libsystemd_close(&sd);
 }
 
 void notify_ready(struct notify *n, const char *status, uint64_t now) {

@@ -11,6 +11,7 @@ struct notify {
         bool enabled;
         bool status_dirty;
         bool failing;           /* the last message could not be sent (warned once) */
+        bool unloadable;        /* libsystemd.so.0 could not be loaded (warned once) */
         uint64_t status_next;   /* earliest time for the next STATUS= */
         uint64_t watchdog_usec; /* 0: no watchdog */
         uint64_t watchdog_next;

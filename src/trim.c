@@ -23,10 +23,9 @@
  *    does.
  * Portable path (every other architecture, sanitizers, or -Dportable_child=true): the child
  * calls libc, so only libraries it never calls may go: libsystemd and those loaded only
- * because of it (found from the DT_NEEDED graph). echod itself speaks systemd's protocols
- * without libsystemd (sdproto.c), so a stock build leaves nothing out on this path, and has
- * neither a DT_NEEDED nor a .note.dlopen for packagers to see; the rule covers a build that
- * links libsystemd. */
+ * because of it (found from the DT_NEEDED graph). echod loads libsystemd with dlopen() only
+ * while it calls it (libsystemd.c), never while it forks, so a stock build has nothing to
+ * leave out on this path; the rule covers a build that links it. */
 #include "trim.h"
 
 #include <string.h>

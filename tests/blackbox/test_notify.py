@@ -2,8 +2,9 @@
 """sd_notify: READY=1 once the sockets are validated, STATUS= in the interface's format with
 live counts, coalesced; STOPPING=1; WATCHDOG=1 at half of WATCHDOG_USEC; every message from
 the main pid (SCM_CREDENTIALS), never from a child; nothing breaks without NOTIFY_SOCKET.
-libsystemd is linked but never mapped in a child; notifications go on when its file is gone
-after the start; a notify socket that goes away is one warning, not one per message."""
+libsystemd is mapped only while it is called, so never in a child; when it cannot be loaded
+after the start, notifications go on, sent directly, with one warning; a notify socket that
+goes away is one warning, not one per message."""
 
 import ctypes
 import os
@@ -161,10 +162,33 @@ def test_watchdog(t, exe):
              "without WATCHDOG_USEC: no WATCHDOG=1")
 
 
-# libsystemd and the libraries it pulls in on Debian 12: linked, but left out of children
-# (src/trim.c), which fork() would otherwise copy for every connection.
+# libsystemd and the libraries it pulls in on Debian 12, which fork() would copy for every
+# connection: mapped only while echod calls libsystemd (src/libsystemd.c), and left out of
+# children besides (src/trim.c).
 LIBSYSTEMD_FAMILY = ("libsystemd.so", "libcap.so", "libgcrypt.so", "libgpg-error.so", "liblzma.so",
                      "libzstd.so", "liblz4.so")
+
+
+def libsystemd_mapped(pid):
+    """The mappings of libsystemd in pid, or None if pid is gone."""
+    files = mapped_files(pid)
+    return None if files is None else [m for m in files if "libsystemd.so" in m]
+
+
+def test_libsystemd_only_while_called(t, exe):
+    # The design of the fork (src/libsystemd.c): every fork() pays for each mapping of the
+    # parent, so libsystemd is mapped only while echod calls it.
+    with started(exe) as (d, ls):
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "after READY=1 libsystemd is not mapped in the main process",
+             repr(libsystemd_mapped(d.pid)))
+        for i in range(3):
+            roundtrip(ls.getsockname(), b"s%d" % i, 5 * SLOW)
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
+        t.ok(s is not None, "STATUS says 3 served", repr([x[2] for x in statuses(d)][-3:]))
+        t.ok(wait_until(lambda: libsystemd_mapped(d.pid) == [], 2 * SLOW),
+             "nor after that STATUS was sent", repr(libsystemd_mapped(d.pid)))
+        t.ok(d.stop() == 0, "stops with status 0")
 
 
 def test_libsystemd_not_in_child(t, exe):
@@ -185,9 +209,9 @@ def test_libsystemd_not_in_child(t, exe):
 
 
 def test_libsystemd_unloadable_after_start(t, exe):
-    """A dist-upgrade may replace libsystemd with one this process cannot load: nothing
-    echod needs to notify may be loaded after the start, so the watchdog keeps being fed and
-    STATUS keeps coming."""
+    """A dist-upgrade may replace libsystemd with one this process cannot load: echod then
+    sends its notifications directly, so the watchdog keeps being fed and STATUS keeps
+    coming, and one warning says so; a notice when libsystemd loads again."""
     try:
         ctypes.CDLL("libsystemd.so.0")  # to find the file the loader picks
     except OSError:
@@ -214,10 +238,60 @@ def test_libsystemd_unloadable_after_start(t, exe):
             s = wait_status(d, lambda v: v[0] == 0 and v[2] == 3, 3 * SLOW)
             t.ok(s is not None, "... and STATUS too (3 served)", repr([x[2] for x in statuses(d)][-3:]))
             t.ok(not d.wait_line(r"Failed to notify", 0), "no notification failed", d.stderr_text())
+            warned = d.wait_line(r"Cannot load libsystemd\.so\.0 \(.+\): sending notifications to the "
+                                 r"service manager directly", 0, 2)
+            t.ok(len(warned) == 1, f"one warning says libsystemd cannot be loaded ({len(warned)} for "
+                 f"{len(wd)} pings)", d.stderr_text())
+            os.unlink(copy)
+            shutil.copy(real, copy)
+            t.ok(d.wait_line(r"libsystemd\.so\.0 loads again", 3 * SLOW),
+                 "libsystemd loadable again: a notice says so", d.stderr_text())
+            t.ok(len(d.wait_line(r"Cannot load libsystemd", 0, 2)) == 1, "still one warning",
+                 d.stderr_text())
             t.ok(d.stop() == 0, "stops with status 0", d.stderr_text())
     finally:
         if os.path.exists(copy):
             os.unlink(copy)
+        os.rmdir(tmp)
+
+
+def test_libsystemd_unloadable_at_start(t, exe):
+    """libsystemd cannot be loaded from the start: passed sockets are an error (they cannot
+    be checked); with --listen, the notifications are sent directly, with one warning that
+    also says the watchdog is not fed (WATCHDOG_USEC is libsystemd's to read)."""
+    tmp = tempfile.mkdtemp(prefix="echod-libsystemd-")
+    bad = os.path.join(tmp, "libsystemd.so.0")
+    try:
+        with open(bad, "wb") as f:
+            f.write(b"not an ELF file\n")
+        env = {"LD_LIBRARY_PATH": tmp, "WATCHDOG_USEC": "400000"}
+        ls = listen_socket()
+        try:
+            d = Daemon(exe, sockets=[ls], env=env).start()
+            st = d.wait(10 * SLOW)
+            t.ok(st == 1 and d.wait_line(r"Sockets were passed \(LISTEN_FDS\) but libsystemd\.so\.0, "
+                                         r"needed to check them, cannot be loaded: .+", 0),
+                 f"passed sockets, libsystemd unloadable: one error, exit status 1 ({st})",
+                 d.stderr_text())
+        finally:
+            ls.close()
+        port = free_port()
+        d = Daemon(exe, ["--listen", f"127.0.0.1:{port}"], env=env).start()
+        d.wait_ready()
+        t.ok(roundtrip(("127.0.0.1", port), b"fine", 5 * SLOW) == b"fine",
+             "--listen, libsystemd unloadable: READY=1 arrives and echo works")
+        s = wait_status(d, lambda v: v[0] == 0 and v[2] == 1, 3 * SLOW)
+        t.ok(s is not None, "... STATUS too (1 served)", repr([x[2] for x in statuses(d)][-3:]))
+        warned = d.wait_line(r"Cannot load libsystemd\.so\.0 \(.+\): sending notifications to the service "
+                             r"manager directly; WATCHDOG_USEC cannot be read", 0, 2)
+        t.ok(len(warned) == 1 and len(d.wait_line(r"Cannot load libsystemd", 0, 2)) == 1,
+             "... and one warning says so, and that the watchdog is not fed", d.stderr_text())
+        st = d.stop()
+        stopping = d.notify.wait_for(lambda m: "STOPPING=1" in m[3].split("\n"), 2 * SLOW)
+        t.ok(st == 0 and stopping,
+             f"... STOPPING=1 on SIGTERM, exit status 0 ({st})", d.stderr_text())
+    finally:
+        os.unlink(bad)
         os.rmdir(tmp)
 
 
@@ -266,5 +340,6 @@ def test_no_notify_socket(t, exe):
 
 if __name__ == "__main__":
     run([test_ready_and_status, test_status_coalesced, test_refused_counted, test_stopping,
-         test_watchdog, test_libsystemd_not_in_child, test_libsystemd_unloadable_after_start,
+         test_watchdog, test_libsystemd_only_while_called, test_libsystemd_not_in_child,
+         test_libsystemd_unloadable_after_start, test_libsystemd_unloadable_at_start,
          test_notify_socket_gone, test_no_notify_socket])

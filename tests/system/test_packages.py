@@ -63,7 +63,7 @@ def rpm_files(rpm):
     return files
 
 
-print("1..7")
+print("1..8")
 
 with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     # The packages' own test runs are not the point here (CI runs the suites on the tree).
@@ -116,5 +116,14 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     modes = sorted(f"{f}: deb {compared[f]} rpm {r[f]}" for f in set(compared) & set(r)
                    if compared[f] != r[f])
     report(d and r and not modes, "with the same modes", "\n".join(modes))
+
+    # echod loads libsystemd with dlopen() (src/libsystemd.c): no tool derives this
+    # dependency from DT_NEEDED, so each package declares it.
+    deb_depends = run(["dpkg-deb", "-f", debs[0], "Depends"]).stdout if debs else ""
+    rpm_requires = run(["rpm", "-qp", "--requires", rpms[0]]).stdout if rpms else ""
+    report(re.search(r"\blibsystemd0\b", deb_depends) and
+           re.search(r"^libsystemd\.so\.0\b", rpm_requires, re.M),
+           "both depend on libsystemd, which echod loads with dlopen()",
+           f".deb Depends: {deb_depends.strip()}\n.rpm requires: {rpm_requires.strip()}")
 
 finish()
