@@ -31,8 +31,8 @@ struct echo {
         size_t read_left; /* how much more may be read: all, until a stop */
         bool eof;
         bool stopping;
-        bool readable; /* the last wait saw the connection readable; nothing read since */
-        bool at_mark;  /* splice() is stuck at the urgent mark until the pipe is empty */
+        bool readable;     /* the last wait saw the connection readable; nothing read since */
+        bool pipe_blocked; /* splice() cannot add to the pipe until it drains */
 };
 
 static size_t echo_window(const struct echo *e) {
@@ -76,15 +76,23 @@ static ssize_t echo_fill(struct echo *e) {
                         e->splice_failed = true;
                         return echo_fill(e);
                 }
+                /* Readable, yet nothing came, and the pipe holds something: it is full
+                 * (16 buffers, however few bytes each holds), or splice() stopped at the
+                 * urgent mark. Either way the pipe must drain first: until then, wait
+                 * only to write, or poll() would say readable forever. */
+                e->pipe_blocked = false;
+                if (n == -EAGAIN && e->readable && e->pending > 0) {
+                        e->pipe_blocked = true;
+                        return -EAGAIN;
+                }
                 /* splice() never reads across the urgent mark, though the byte there is
                  * inline (SO_OOBINLINE) and poll() says readable: it returns EAGAIN, or 0
                  * once a FIN is queued behind. Copy past the mark once the pipe is empty
-                 * (splice again afterwards); until then, wait only to write. The ioctl is
-                 * made only when a wait said readable and nothing came, or at EOF. */
-                e->at_mark = false;
+                 * (splice again afterwards). The ioctl is made only when a wait said
+                 * readable and nothing came, or at EOF. */
                 if ((n == 0 || (n == -EAGAIN && e->readable)) && at_urgent_mark(e->conn_fd)) {
                         if (e->pending > 0) {
-                                e->at_mark = true;
+                                e->pipe_blocked = true;
                                 return -EAGAIN;
                         }
                         splice_end(e);
@@ -175,7 +183,7 @@ static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wai
         struct timespec ts, *tsp = NULL;
         int r;
 
-        if (!e->eof && e->pending < echo_window(e) && !e->at_mark)
+        if (!e->eof && e->pending < echo_window(e) && !e->pipe_blocked)
                 pfds[0].events |= POLLIN;
         if (e->pending > 0)
                 pfds[0].events |= POLLOUT;
