@@ -725,6 +725,43 @@ static void test_paced_no_reader(enum pair_kind kind, bool streaming) {
         close(fds[1]);
 }
 
+/* Copy mode with a short write: 1000 bytes echoed and not read by the client leave the
+ * echo end's small send buffer room for only part of the next 4 KiB, so the rest waits at
+ * the copy buffer's head while its tail is used up. That is not EOF: what the client sends
+ * afterwards comes back too, on a connection still open. */
+static void test_copy_short_write(void) {
+        static uint8_t sent[1000 + 4096 + 1000], got[sizeof(sent)];
+        struct echo_result res;
+        struct server s;
+        int fds[2], r, small = 2304;
+        bool ok;
+
+        if (make_pair(PAIR_UNIX, fds) < 0) {
+                tap(false, "socketpair: set up");
+                return;
+        }
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+        if (server_start(fds, 0, &s) < 0) {
+                tap(false, "socketpair: fork");
+                return;
+        }
+        gen_fill(sent, 0, sizeof(sent));
+        ok = send(fds[1], sent, 1000, MSG_NOSIGNAL) == 1000;
+        usleep(100000);
+        ok = ok && send(fds[1], sent + 1000, 4096, MSG_NOSIGNAL) == 4096;
+        usleep(100000);
+        ok = ok && send(fds[1], sent + 1000 + 4096, 1000, MSG_NOSIGNAL) == 1000;
+        ok = ok && recv_exact(fds[1], got, sizeof(got), valgrind ? 20000 : 3000) &&
+             memcmp(got, sent, sizeof(sent)) == 0;
+        tap(ok, "socketpair: a short write in copy mode is not EOF: all %zu bytes come back", sizeof(sent));
+        shutdown(fds[1], SHUT_WR);
+        r = server_wait(&s, TIMEOUT_MS, &res);
+        tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == sizeof(sent),
+            "socketpair: short write: result end=eof, n_bytes=%zu (r=%d end=%s n=%llu)", sizeof(sent), r,
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
+        close(fds[1]);
+}
+
 /* A stop while the peer advertises a zero window (it never reads, with a tiny receive
  * buffer): the echo cannot be delivered, so the child gives up at its drain timeout
  * instead of lingering forever (nobody else may be there to kill it: inetd mode, or a
@@ -802,6 +839,7 @@ int main(void) {
                 test_paced_no_reader(k, false);
                 test_paced_no_reader(k, true);
         }
+        test_copy_short_write();
         test_stop_zero_window();
         return tap_done();
 }
