@@ -31,12 +31,17 @@ struct echo {
         size_t read_left; /* how much more may be read: all, until a stop */
         bool eof;
         bool stopping;
-        bool readable; /* the last wait saw the connection readable; nothing read since */
-        bool at_mark;  /* splice() is stuck at the urgent mark until the pipe is empty */
+        bool readable;     /* the last wait saw the connection readable; nothing read since */
+        bool pipe_blocked; /* splice() cannot add to the pipe until it drains */
 };
 
-static size_t echo_window(const struct echo *e) {
-        return e->pipe_fd[0] >= 0 ? SPLICE_WINDOW : COPY_SIZE;
+/* How much may be read now. The copy buffer is no ring: reads go to its tail, and once
+ * the tail is used up, reading waits until all is written back (a read of 0 bytes would
+ * return 0, which is EOF). */
+static size_t echo_room(const struct echo *e) {
+        if (e->pipe_fd[0] >= 0)
+                return SPLICE_WINDOW - e->pending;
+        return e->start == e->end ? COPY_SIZE : COPY_SIZE - e->end;
 }
 
 static void splice_begin(struct echo *e) {
@@ -63,7 +68,7 @@ static bool at_urgent_mark(int conn_fd) {
 
 /* Returns bytes moved in, 0 at EOF, or -errno (-EAGAIN when nothing is there). */
 static ssize_t echo_fill(struct echo *e) {
-        size_t room = echo_window(e) - e->pending;
+        size_t room = echo_room(e);
         ssize_t n;
 
         if (room > e->read_left)
@@ -76,15 +81,23 @@ static ssize_t echo_fill(struct echo *e) {
                         e->splice_failed = true;
                         return echo_fill(e);
                 }
+                /* Readable, yet nothing came, and the pipe holds something: it is full
+                 * (16 buffers, however few bytes each holds), or splice() stopped at the
+                 * urgent mark. Either way the pipe must drain first: until then, wait
+                 * only to write, or poll() would say readable forever. */
+                e->pipe_blocked = false;
+                if (n == -EAGAIN && e->readable && e->pending > 0) {
+                        e->pipe_blocked = true;
+                        return -EAGAIN;
+                }
                 /* splice() never reads across the urgent mark, though the byte there is
                  * inline (SO_OOBINLINE) and poll() says readable: it returns EAGAIN, or 0
                  * once a FIN is queued behind. Copy past the mark once the pipe is empty
-                 * (splice again afterwards); until then, wait only to write. The ioctl is
-                 * made only when a wait said readable and nothing came, or at EOF. */
-                e->at_mark = false;
+                 * (splice again afterwards). The ioctl is made only when a wait said
+                 * readable and nothing came, or at EOF. */
                 if ((n == 0 || (n == -EAGAIN && e->readable)) && at_urgent_mark(e->conn_fd)) {
                         if (e->pending > 0) {
-                                e->at_mark = true;
+                                e->pipe_blocked = true;
                                 return -EAGAIN;
                         }
                         splice_end(e);
@@ -93,7 +106,6 @@ static ssize_t echo_fill(struct echo *e) {
         } else {
                 if (e->start == e->end)
                         e->start = e->end = 0;
-                room = COPY_SIZE - e->end < room ? COPY_SIZE - e->end : room;
                 n = sys_read(e->conn_fd, e->buf + e->end, room);
                 if (n > 0) {
                         e->end += (size_t)n;
@@ -137,7 +149,7 @@ static bool echo_step(struct echo *e, struct echo_result *ret, enum echo_end *re
         if (e->streaming && e->pending == 0 && e->pipe_fd[0] < 0 && !e->splice_failed)
                 splice_begin(e);
 
-        if (!e->eof && e->pending < echo_window(e)) {
+        if (!e->eof && echo_room(e) > 0) {
                 n = echo_fill(e);
                 if (n > 0) {
                         e->pending += (size_t)n;
@@ -175,7 +187,7 @@ static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wai
         struct timespec ts, *tsp = NULL;
         int r;
 
-        if (!e->eof && e->pending < echo_window(e) && !e->at_mark)
+        if (!e->eof && echo_room(e) > 0 && !e->pipe_blocked)
                 pfds[0].events |= POLLIN;
         if (e->pending > 0)
                 pfds[0].events |= POLLOUT;

@@ -658,6 +658,111 @@ static void test_urgent(enum pair_kind kind, size_t before, bool shut, bool no_r
             pair_name(kind), r == 0 ? (unsigned long long)res.n_bytes : 0, n_sent);
 }
 
+/* A client that sends in small paced pieces and reads nothing for a while (over AF_UNIX
+ * into an echo end with a small send buffer), then reads slowly: the echo's writes are
+ * short. In splice mode (streaming: 8 KiB first) each piece is a pipe buffer of its own,
+ * so the pipe fills up (16 buffers) long before its 64 KiB. The child must not spin on a
+ * connection that is readable while the pipe can take no more; every byte comes back. */
+static void test_paced_no_reader(enum pair_kind kind, bool streaming) {
+        static uint8_t piece[1000], big[8192], back[8192];
+        const size_t n_pieces = 300;
+        struct echo_result res;
+        struct server s;
+        struct pump p;
+        int fds[2], r, small = 1024;
+        long cpu0, cpu1;
+        uint64_t n_sent = 0, h_sent = FNV_INIT;
+
+        if (make_pair(kind, fds) < 0) {
+                tap(false, "%s: set up", pair_name(kind));
+                return;
+        }
+        /* Over TCP, small buffers make loopback crawl (delayed ACKs): tens of seconds */
+        if (kind == PAIR_UNIX) {
+                setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+                setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        }
+        if (server_start(fds, 0, &s) < 0) {
+                tap(false, "%s: fork", pair_name(kind));
+                return;
+        }
+        /* 8 KiB first, read back: the child streams (splice) from then on */
+        gen_fill(big, 0, sizeof(big));
+        if (streaming && (send(fds[1], big, sizeof(big), MSG_NOSIGNAL) != (ssize_t)sizeof(big) ||
+                          !recv_exact(fds[1], back, sizeof(back), TIMEOUT_MS)))
+                diag("%s: paced: the first 8 KiB did not come back", pair_name(kind));
+        fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+        for (size_t i = 0; i < n_pieces; i++) {
+                ssize_t w;
+
+                gen_fill(piece, n_sent, sizeof(piece));
+                w = send(fds[1], piece, sizeof(piece), MSG_NOSIGNAL);
+                if (w <= 0)
+                        break;
+                h_sent = fnv(h_sent, piece, (size_t)w);
+                n_sent += (uint64_t)w;
+                usleep(1000);
+        }
+        cpu0 = cpu_ticks(s.pid);
+        usleep(1000000);
+        cpu1 = cpu_ticks(s.pid);
+        tap(cpu0 >= 0 && cpu1 >= 0 && cpu1 - cpu0 <= 10,
+            "%s: %llu bytes in paced pieces%s, none read back: the child does not spin (%ld ticks in 1 s)",
+            pair_name(kind), (unsigned long long)n_sent, streaming ? " after 8 KiB" : "", cpu1 - cpu0);
+        pump_init(&p, n_sent, true);
+        p.read_chunk = 333; /* a slow reader: the echo's writes stay short */
+        p.n_sent = n_sent;
+        p.h_sent = h_sent;
+        r = pump_run(fds[1], &p, TIMEOUT_MS);
+        tap(r == 0 && p.eof && p.n_recv == n_sent && p.h_recv == h_sent,
+            "%s: then read slowly: all %llu bytes come back, then EOF (got %llu, %s)", pair_name(kind),
+            (unsigned long long)n_sent, (unsigned long long)p.n_recv,
+            p.eof ? "eof" : (p.reset ? "reset" : "no eof"));
+        r = server_wait(&s, TIMEOUT_MS, &res);
+        tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == (streaming ? sizeof(big) : 0) + n_sent,
+            "%s: paced: result end=eof, n_bytes=%llu (r=%d end=%s n=%llu)", pair_name(kind),
+            (unsigned long long)((streaming ? sizeof(big) : 0) + n_sent), r,
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
+        close(fds[1]);
+}
+
+/* Copy mode with a short write: 1000 bytes echoed and not read by the client leave the
+ * echo end's small send buffer room for only part of the next 4 KiB, so the rest waits at
+ * the copy buffer's head while its tail is used up. That is not EOF: what the client sends
+ * afterwards comes back too, on a connection still open. */
+static void test_copy_short_write(void) {
+        static uint8_t sent[1000 + 4096 + 1000], got[sizeof(sent)];
+        struct echo_result res;
+        struct server s;
+        int fds[2], r, small = 2304;
+        bool ok;
+
+        if (make_pair(PAIR_UNIX, fds) < 0) {
+                tap(false, "socketpair: set up");
+                return;
+        }
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+        if (server_start(fds, 0, &s) < 0) {
+                tap(false, "socketpair: fork");
+                return;
+        }
+        gen_fill(sent, 0, sizeof(sent));
+        ok = send(fds[1], sent, 1000, MSG_NOSIGNAL) == 1000;
+        usleep(100000);
+        ok = ok && send(fds[1], sent + 1000, 4096, MSG_NOSIGNAL) == 4096;
+        usleep(100000);
+        ok = ok && send(fds[1], sent + 1000 + 4096, 1000, MSG_NOSIGNAL) == 1000;
+        ok = ok && recv_exact(fds[1], got, sizeof(got), valgrind ? 20000 : 3000) &&
+             memcmp(got, sent, sizeof(sent)) == 0;
+        tap(ok, "socketpair: a short write in copy mode is not EOF: all %zu bytes come back", sizeof(sent));
+        shutdown(fds[1], SHUT_WR);
+        r = server_wait(&s, TIMEOUT_MS, &res);
+        tap(r == 0 && res.end == ECHO_END_EOF && res.n_bytes == sizeof(sent),
+            "socketpair: short write: result end=eof, n_bytes=%zu (r=%d end=%s n=%llu)", sizeof(sent), r,
+            r == 0 ? echo_end_to_string(res.end) : "-", r == 0 ? (unsigned long long)res.n_bytes : 0);
+        close(fds[1]);
+}
+
 /* A stop while the peer advertises a zero window (it never reads, with a tiny receive
  * buffer): the echo cannot be delivered, so the child gives up at its drain timeout
  * instead of lingering forever (nobody else may be there to kill it: inetd mode, or a
@@ -732,7 +837,10 @@ int main(void) {
                 test_urgent(k, 8192, false, false);
                 test_urgent(k, 8192, true, false);
                 test_urgent(k, 8192, false, true);
+                test_paced_no_reader(k, false);
+                test_paced_no_reader(k, true);
         }
+        test_copy_short_write();
         test_stop_zero_window();
         return tap_done();
 }
