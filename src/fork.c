@@ -220,10 +220,20 @@ void fork_untrim(void) {
         n_trimmed = 0;
 }
 
+/* The loader's link_map of each loaded object, at most size: where its bookkeeping is. */
+static size_t loader_data_get(uintptr_t *addrs, size_t size) {
+        size_t n = 0;
+
+        for (const struct link_map *lm = _r_debug.r_map; lm && n < size; lm = lm->l_next)
+                addrs[n++] = (uintptr_t)lm;
+        return n;
+}
+
 int fork_trim(void) {
         uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
         struct tables t = {};
         struct trim_input in;
+        uintptr_t loader_data[64];
         char reason[128];
         int local = 0, r;
 
@@ -262,6 +272,8 @@ int fork_trim(void) {
                 .n_objects = t.n_objects,
                 .keep = keep,
                 .n_keep = sizeof(keep) / sizeof(keep[0]),
+                .loader_data = loader_data,
+                .n_loader_data = loader_data_get(loader_data, sizeof(loader_data) / sizeof(loader_data[0])),
         };
         trim_decide(&in);
         trim_too_much(&t);

@@ -51,9 +51,9 @@ static bool keep_everything(const struct trim_input *in) {
         return false;
 }
 
-static bool holds_kept_address(const struct trim_input *in, const struct trim_mapping *m) {
-        for (size_t i = 0; i < in->n_keep; i++)
-                if (in->keep[i] >= m->start && in->keep[i] < m->end)
+static bool holds_any(const uintptr_t *addrs, size_t n, const struct trim_mapping *m) {
+        for (size_t i = 0; i < n; i++)
+                if (addrs[i] >= m->start && addrs[i] < m->end)
                         return true;
         return false;
 }
@@ -112,14 +112,20 @@ static bool is_fast_path_pseudo(const char *name) {
 static bool trimmable(const struct trim_input *in, const struct trim_mapping *m, const bool *family) {
         int o;
 
-        if (m->dontcopy || m->shadow_stack || holds_kept_address(in, m))
+        if (m->dontcopy || m->shadow_stack || holds_any(in->keep, in->n_keep, m))
                 return false;
         if (name_is(m->name, "[vsyscall]") || (m->name && strncmp(m->name, "[stack", 6) == 0))
                 return false;
         o = object_of(in, m);
         if (o >= 0)
                 return !in->objects[o].self && (in->mode == TRIM_FAST || family[o]);
-        return in->mode == TRIM_FAST && is_fast_path_pseudo(m->name);
+        if (in->mode != TRIM_FAST)
+                return false;
+        /* The loader's own allocations (link_maps of the objects it loaded, at least one):
+         * anonymous, so no object claims them, and named by what they hold. */
+        if (name_is(m->name, "") && holds_any(in->loader_data, in->n_loader_data, m))
+                return true;
+        return is_fast_path_pseudo(m->name);
 }
 
 size_t trim_decide(struct trim_input *in) {

@@ -42,6 +42,10 @@ struct trim_input {
         size_t n_objects;
         const uintptr_t *keep; /* addresses a child reads or writes */
         size_t n_keep;
+        /* Addresses of the dynamic loader's own bookkeeping (each loaded object's link_map):
+         * anonymous memory that holds one is the loader's, which only the loader reads. */
+        const uintptr_t *loader_data;
+        size_t n_loader_data;
 };
 
 /* The shared object whose family the portable path leaves out of children. */

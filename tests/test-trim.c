@@ -88,6 +88,7 @@ static void layout_init(struct layout *l, const char *loader) {
         add(l, OBJ_START(N_OBJ) + 0x104000, 2, "[vvar_vclock]");
         add(l, OBJ_START(N_OBJ) + 0x200000, 4, "");  /* the thread's block */
         add(l, OBJ_START(N_OBJ) + 0x300000, 13, ""); /* anonymous, of unknown purpose */
+        add(l, OBJ_START(N_OBJ) + 0x400000, 2, "");  /* the loader's: libc's link_map */
         add(l, 0x7ffd00000000u, 33, "[stack]");
         add(l, 0xffffffffff600000u, 1, "[vsyscall]");
 }
@@ -124,8 +125,15 @@ static void test_x86_64_fast(void) {
         struct trim_input in;
         size_t n;
 
+        /* link_maps: the executable's and the loader's own in the loader's data, libc's in
+         * an anonymous mapping of the loader's, the vDSO's next to the thread's block */
+        uintptr_t loader_data[] = { OBJ_START(LD) + 6 * PAGE, OBJ_START(N_OBJ) + 0x400010,
+                                    OBJ_START(N_OBJ) + 0x200800 };
+
         layout_init(&l, "ld-linux-x86-64.so.2");
         in = input(&l, TRIM_FAST, keep, 3);
+        in.loader_data = loader_data;
+        in.n_loader_data = 3;
         n = trim_decide(&in);
         tap(object_is(&l, EXE, false), "x86_64 fast: every mapping of echod stays, its .bss and headers too");
         tap(object_is(&l, LIBC, true) && object_is(&l, LD, true), "x86_64 fast: libc and the loader go");
@@ -137,10 +145,17 @@ static void test_x86_64_fast(void) {
         tap(kept(&l, "[stack]", 0) && kept(&l, "[vsyscall]", 0), "x86_64 fast: [stack] and [vsyscall] stay");
         tap(!find(&l, "", 10)->trim, "x86_64 fast: the mapping holding the thread pointer stays");
         tap(!find(&l, "", 11)->trim, "x86_64 fast: anonymous memory of unknown purpose stays");
-        tap(n == 9 * 5 + 4,
-            "x86_64 fast: %zu mappings left out (49: 9 objects of 5 mappings, the vDSO, "
-            "the heap, [vvar], [vvar_vclock])",
+        tap(find(&l, "", 12)->trim, "x86_64 fast: anonymous memory holding a link_map (the loader's) goes");
+        tap(n == 9 * 5 + 5,
+            "x86_64 fast: %zu mappings left out (50: 9 objects of 5 mappings, the vDSO, "
+            "the heap, [vvar], [vvar_vclock], the loader's allocations)",
             n);
+        in = input(&l, TRIM_PORTABLE, keep, 3);
+        in.loader_data = loader_data;
+        in.n_loader_data = 3;
+        trim_decide(&in);
+        tap(!find(&l, "", 12)->trim,
+            "x86_64 portable: the loader's allocations stay (libc in the child uses them)");
 }
 
 static void test_arm64_canary(void) {
