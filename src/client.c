@@ -72,9 +72,9 @@ enum echo_end client_serve(const struct client *c) {
         log_line_str(&line, " bytes echoed in ");
         log_line_seconds(&line, sys_now_usec() - c->start_usec);
         log_line_str(&line, " s");
-        log_line_emit(LOG_INFO, &line);
-
+        /* Closed first: the client is done whether or not stderr takes the line at once. */
         sys_close(c->conn_fd);
+        log_line_emit(LOG_INFO, &line);
         return result.end;
 }
 
@@ -99,9 +99,11 @@ static void close_all_but(int a, int b, int fd_max) {
 int client_fds_check(int open_max) {
         int fd = sys_fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3), fd_max = 0;
 
-        if (fd < 0 || sys_close_range((unsigned)fd, (unsigned)fd) == 0)
+        if (fd >= 0 && sys_close_range((unsigned)fd, (unsigned)fd) == 0)
                 return 0;
-        (void)sys_close(fd);
+        /* Refused, or not known to work (no descriptor to try it on): close one by one. */
+        if (fd >= 0)
+                (void)sys_close(fd);
         /* The highest open descriptor: fcntl(F_GETFD) fails on the others. */
         for (int i = 3; i < open_max; i++)
                 if (sys_fcntl(i, F_GETFD, 0) >= 0)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX 1024
+
+static uint64_t n_dropped; /* lines stderr did not take since the last one it did */
 
 static const char *const level_names[] = {
         [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
@@ -62,10 +65,22 @@ __attribute__((format(printf, 2, 0))) static void log_write(int level, const cha
         n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
         line[n++] = '\n';
 
-        /* One write; a short write to a pipe or the journal stream is not retried, so a
-         * line is never split into two. */
-        while (write(STDERR_FILENO, line, n) < 0 && errno == EINTR)
-                ;
+        /* The loop waits while a line does: a stalled reader costs it LOG_MAIN_WAIT_MS a
+         * line at most, and what is dropped is counted and said once stderr takes lines
+         * again. */
+        if (n_dropped > 0) {
+                char note[96];
+                int k = snprintf(note, sizeof(note),
+                                 "%s%llu log lines were dropped: stderr was not writable\n",
+                                 log_use_prefix ? "<4>" : "", (unsigned long long)n_dropped);
+                if (k <= 0 || (size_t)k >= sizeof(note) || !log_write_line(note, (size_t)k, 0)) {
+                        n_dropped++;
+                        return;
+                }
+                n_dropped = 0;
+        }
+        if (!log_write_line(line, n, LOG_MAIN_WAIT_MS))
+                n_dropped++;
 }
 
 void log_msg(int level, const char *format, ...) {

@@ -47,6 +47,14 @@ void log_line_seconds(struct log_line *l, uint64_t usec);
  * logged. The line is used up. */
 void log_line_emit(int level, struct log_line *l);
 
+/* How long a line may wait for stderr to take it (a stalled journal or pipe reader), in the
+ * main process (whose loop waits meanwhile) and in a child; then the line is dropped. */
+#define LOG_MAIN_WAIT_MS  100
+#define LOG_CHILD_WAIT_MS 1000
+/* Writes one whole line to stderr with one write, waiting at most timeout_ms for room.
+ * Returns false if it was dropped. No libc: a child calls it. */
+bool log_write_line(const char *line, size_t n, int timeout_ms);
+
 /* Copies src into dst (size >= 1), replacing every byte that is not printable ASCII with
  * '?': for text a peer controls (AF_UNIX paths). Returns dst. */
 char *log_sanitize(char *dst, size_t size, const char *src, size_t src_len);

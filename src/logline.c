@@ -50,8 +50,32 @@ void log_line_emit(int level, struct log_line *l) {
                 start[2] = '>';
         }
         l->text[l->n++] = '\n';
-        /* One write; a short write to a pipe or the journal stream is not retried, so a
-         * line is never split into two. */
-        while (sys_write(STDERR_FILENO, start, (size_t)(l->text + l->n - start)) == -EINTR)
+        (void)log_write_line(start, (size_t)(l->text + l->n - start), LOG_CHILD_WAIT_MS);
+}
+
+/* Waits until stderr takes more, up to timeout_ms. */
+static bool stderr_writable(int timeout_ms) {
+        struct pollfd pfd = { .fd = STDERR_FILENO, .events = POLLOUT };
+        struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
+
+        return sys_poll(&pfd, 1, &ts) > 0 && !(pfd.revents & (POLLERR | POLLNVAL));
+}
+
+bool log_write_line(const char *line, size_t n, int timeout_ms) {
+        ssize_t r;
+
+        /* The journal's stream is a socket: without waiting it takes a short line whole or
+         * not at all, so a line is never split. */
+        r = sys_send(STDERR_FILENO, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r == -EAGAIN && stderr_writable(timeout_ms))
+                r = sys_send(STDERR_FILENO, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r != -ENOTSOCK)
+                return r >= 0;
+        /* A pipe, a terminal or a file: one write once it polls writable (a pipe with room
+         * takes up to PIPE_BUF at once); a short write is not retried. */
+        if (!stderr_writable(timeout_ms))
+                return false;
+        while ((r = sys_write(STDERR_FILENO, line, n)) == -EINTR)
                 ;
+        return r >= 0;
 }

@@ -233,6 +233,49 @@ def test_close_range_refused(t, exe):
         us.close()
 
 
+def fill_stderr(d):
+    """Stops reading echod's stderr (a pipe here) and fills it, as a journal that stalls."""
+    d.pause_stderr()
+    w = os.open(f"/proc/{d.pid}/fd/2", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(w, b"(stalled)\n")  # wakes the reader, which then waits
+        time.sleep(0.2)
+        while True:
+            os.write(w, b"(stalled)\n" * 100)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(w)
+
+
+def test_stderr_stalled(t, exe):
+    with started(exe, ["--log-level", "debug"]) as (d, ls):
+        fill_stderr(d)
+        t0 = time.monotonic()
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            s.sendall(b"ping")
+            got = recv_exact(s, 4, 5 * SLOW)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(5 * SLOW)
+            eof = s.recv(1) == b""
+        took = time.monotonic() - t0
+        t.ok(got == b"ping" and eof and took < 3 * SLOW,
+             f"stderr not read: a client is still served and closed ({took:.2f} s)")
+        gone = wait_until(lambda: not d.children(), 5 * SLOW)
+        t.ok(gone, "its child does not wait for ever to write its line: it is gone within seconds")
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            s.sendall(b"again")
+            t.ok(recv_exact(s, 5, 5 * SLOW) == b"again", "the accept loop goes on serving")
+        d.resume_stderr()
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            s.sendall(b"x")
+            recv_exact(s, 1, 5 * SLOW)
+        note = d.wait_line(r"(\d+) log lines were dropped: stderr was not writable", 5 * SLOW)
+        t.ok(note and int(note[0].group(1)) >= 1,
+             "once stderr takes lines again, the main process says how many it dropped", d.stderr_text()[-2000:])
+        t.ok(d.stop() == 0, "stops with status 0")
+
+
 if __name__ == "__main__":
     run([test_urgent_data, test_cap_two_listeners, test_sigchld_ignored, test_stop_signals_inherited,
-         test_watchdog_60_days, test_cap_warning_flood, test_close_range_refused])
+         test_watchdog_60_days, test_cap_warning_flood, test_close_range_refused, test_stderr_stalled])

@@ -567,6 +567,8 @@ class Daemon:
         self.err = bytearray()
         self.err_cond = threading.Condition()
         self.err_thread = None
+        self.err_reading = threading.Event()
+        self.err_reading.set()
         self.vg_dir = None
         self.wrap = wrap and VALGRIND and not _UNDER_VALGRIND
         self.known_children = set()
@@ -666,8 +668,16 @@ class Daemon:
                                  f"{self.poll()}; stderr: {self.stderr_text()[-2000:]}")
         return self
 
+    def pause_stderr(self):
+        """Stops reading echod's stderr (after the read under way): a stalled journal."""
+        self.err_reading.clear()
+
+    def resume_stderr(self):
+        self.err_reading.set()
+
     def _read_err(self, fd):
         while True:
+            self.err_reading.wait()
             try:
                 b = os.read(fd, 65536)
             except OSError:
