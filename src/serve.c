@@ -337,6 +337,11 @@ static int serve_setup(struct serve *s) {
         if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
                 limit.rlim_max = INT_MAX;
         s->fd_max = client_fds_check((int)limit.rlim_max);
+        /* Connections waiting for their PROXY header hold descriptors above those. The
+         * lowest free one is always the next, and at most n_pending_max of them and one
+         * more (a plain listener's connection, a notification's socket) are open at once. */
+        if (s->fd_max > 0 && s->n_pending_max > 0)
+                s->fd_max += (int)s->n_pending_max + 1;
         if (s->fd_max > 0)
                 log_warning("close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
                             "each child closes descriptors 3 to %d one by one",
