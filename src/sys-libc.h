@@ -38,6 +38,10 @@ static inline int sys_close_range(unsigned first, unsigned last) {
         return (int)sys_result(close_range(first, last, 0));
 }
 
+static inline int sys_setsockopt(int fd, int level, int name, const void *value, socklen_t size) {
+        return (int)sys_result(setsockopt(fd, level, name, value, size));
+}
+
 static inline int sys_shutdown(int fd, int how) {
         return (int)sys_result(shutdown(fd, how));
 }
