@@ -262,6 +262,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
         bool paused = paused_until != 0;
         bool accepting = serve_accepting(s, now);
         bool answering = !s->drain.stopping && s->udp && !udp_paused(s->udp, now);
+        bool looking = false; /* a stream listener is polled */
         uint64_t deadline = notify_deadline(&s->notify);
         uint64_t refused_due = tally_deadline(&s->refused_log, s->n_refused);
 
@@ -278,6 +279,7 @@ static int serve_arm(struct serve *s, uint64_t now) {
                 const struct listener *l = &s->listeners->items[i];
                 bool on = l->type == LISTENER_STREAM ? accepting && !(l->proxy && waiting_full) : answering;
                 s->pfds[1 + i].fd = on ? l->fd : -1;
+                looking |= on && l->type == LISTENER_STREAM;
         }
         if (s->udp && udp_deadline(s->udp, now) < deadline)
                 deadline = udp_deadline(s->udp, now);
@@ -292,8 +294,9 @@ static int serve_arm(struct serve *s, uint64_t now) {
         if (drain_deadline(&s->drain) < deadline)
                 deadline = drain_deadline(&s->drain);
         /* Below the cap again during an at-the-limit episode: look at the backlog without
-         * waiting; if nobody is there, the loop ends the episode. */
-        if (s->at_cap && accepting)
+         * waiting; if nobody is there, the loop ends the episode. Not while no stream listener
+         * is polled (PROXY listeners only, their waiting table full): nothing would end it. */
+        if (s->at_cap && looking)
                 return 0;
         return clock_timeout_ms(deadline, now);
 }
@@ -334,6 +337,11 @@ static int serve_setup(struct serve *s) {
         if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
                 limit.rlim_max = INT_MAX;
         s->fd_max = client_fds_check((int)limit.rlim_max);
+        /* Connections waiting for their PROXY header hold descriptors above those. The
+         * lowest free one is always the next, and at most n_pending_max of them and one
+         * more (a plain listener's connection, a notification's socket) are open at once. */
+        if (s->fd_max > 0 && s->n_pending_max > 0)
+                s->fd_max += (int)s->n_pending_max + 1;
         if (s->fd_max > 0)
                 log_warning("close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
                             "each child closes descriptors 3 to %d one by one",

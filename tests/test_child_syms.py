@@ -4,7 +4,7 @@ are forked without libc and the loader (src/trim.c), so a call to a libc functio
 of another object's data, would fault in every child. Reads the LINKED binary, so inlining,
 LTO and the linker's choices are what is checked: disassembles it with objdump, follows
 every direct call and branch from client_run_child, and fails on a call through the PLT or
-the GOT (a function of another object), on an indirect call (which cannot be followed), and
+the GOT (a function of another object), on an indirect call or jump (which cannot be followed), and
 on data read through the GOT that is not echod's own, except what src/fork.c keeps.
 x86_64 and aarch64. Usage: test_child_syms.py [--objdump PROG] ECHOD. TAP."""
 
@@ -24,9 +24,30 @@ FUNC_RE = re.compile(r"^([0-9a-f]+) <(.+)>:$")
 INSN_RE = re.compile(r"^\s*([0-9a-f]+):\s+(.*)$")
 SECTION_RE = re.compile(r"^Disassembly of section (\S+):$")
 REF_RE = re.compile(r"<([^>]+)>")
-# x86_64: "call *%rax", "notrack jmp *%rax", "call *0x2f(%rip)"; aarch64: "blr x1", "br x1"
-INDIRECT_CALL_RE = re.compile(r"^(?:\S+\s+)?(?:call[a-z]*\s+\*|blr[a-z]*\s)")
-INDIRECT_JUMP_RE = re.compile(r"^(?:notrack\s+)?(?:jmp[a-z]*\s+\*|br[a-z]*\s)")
+# x86_64: "call *%rax", "notrack jmp *%rax", "jmp *(%rax)", "call *0x2f(%rip)"; aarch64:
+# "blr x1", "br x1", and their pointer-authenticating forms ("blraaz x1"), not "brk".
+INDIRECT_RE = re.compile(r"^(?:\S+\s+)?(?:(?:call|jmp)[a-z]*\s+\*|bl?r(?:a[ab]z?)?\s)")
+# A switch's jump table, the one indirect jump that stays within its function (whose
+# instructions are all walked anyway): the compilers' position-independent sequences,
+# x86_64 "movslq (%rdx,%rax,4),%rax; add %rdx,%rax; [notrack] jmp *%rax" and aarch64
+# "add x0, x1, w0, sxtb #2; br x0". Any other indirect jump is a tail call through a pointer.
+X86_TABLE_RE = (re.compile(r"^movslq\s+\((%\w+),%\w+,4\),(%\w+)$"),
+                re.compile(r"^add\s+(%\w+),(%\w+)$"),
+                re.compile(r"^(?:notrack\s+)?jmp\s+\*(%\w+)$"))
+A64_TABLE_RE = (re.compile(r"^add\s+(x\d+),\s*x\d+,\s*[wx]\d+,\s*(?:[su]xt[bhw]|lsl)\s+#2$"),
+                re.compile(r"^br\s+(x\d+)$"))
+
+
+def is_jump_table(insns, i):
+    """Whether insns[i], an indirect jump, is a switch's dispatch (see X86_TABLE_RE)."""
+    texts = [t for _, t in insns[max(0, i - 2):i + 1]]
+    if len(texts) == 3 and all(r.match(t) for r, t in zip(X86_TABLE_RE, texts)):
+        load, add, jump = (r.match(t) for r, t in zip(X86_TABLE_RE, texts))
+        return load.group(1) == add.group(1) and load.group(2) == add.group(2) == jump.group(1)
+    if len(texts) >= 2 and all(r.match(t) for r, t in zip(A64_TABLE_RE, texts[-2:])):
+        add, jump = (r.match(t) for r, t in zip(A64_TABLE_RE, texts[-2:]))
+        return add.group(1) == jump.group(1)
+    return False
 X86_ADDR_RE = re.compile(r"#\s*([0-9a-f]+)")
 ADRP_RE = re.compile(r"^adrp\s+(x\d+),\s*([0-9a-f]+)")
 LDR_RE = re.compile(r"^ldr\s+(x\d+),\s*\[(x\d+)(?:,\s*#(\d+))?\]")
@@ -101,9 +122,9 @@ def walk(funcs, entry):
     while todo:
         name = todo.pop()
         section, insns = funcs[name]
-        for _, text in insns:
-            if INDIRECT_CALL_RE.match(text):
-                problems.append(f"{name}: indirect call, cannot be followed: {text}")
+        for i, (_, text) in enumerate(insns):
+            if INDIRECT_RE.match(text) and not is_jump_table(insns, i):
+                problems.append(f"{name}: indirect call or jump, cannot be followed: {text}")
             for ref in REF_RE.findall(text):
                 target = base_name(ref)
                 if "@" in target:

@@ -276,6 +276,51 @@ def test_stderr_stalled(t, exe):
         t.ok(d.stop() == 0, "stops with status 0")
 
 
+def server_inodes(server_port, client_ports):
+    """{"socket:[inode]"} of the server side of each loopback TCP connection from those ports."""
+    out = set()
+    with open("/proc/net/tcp") as f:
+        for ln in f.readlines()[1:]:
+            fields = ln.split()
+            if int(fields[1].split(":")[1], 16) == server_port and int(fields[2].split(":")[1], 16) in client_ports:
+                out.add(f"socket:[{fields[9]}]")
+    return out
+
+
+def test_close_range_refused_proxy(t, exe):
+    """Without close_range() a child closes descriptors one by one up to a bound: with
+    --proxy-protocol, connections still waiting for their header can hold descriptors above
+    the child's own connection, and a child must not keep them (their clients would not see
+    them closed while it lives)."""
+    no_valgrind("valgrind does not run a program under a seccomp filter of its own")
+    if EMULATED:
+        raise Skip("the helper cannot exec a cross-built echod: qemu-user does not follow execve()")
+    helper = os.environ.get("ECHOD_TEST_NO_CLOSE_RANGE")
+    if not helper or not os.access(helper, os.X_OK):
+        raise Skip("no no-close-range helper (ECHOD_TEST_NO_CLOSE_RANGE)")
+    ls = listen_socket()
+    addr = ls.getsockname()
+    try:
+        d = Daemon(exe, ["--proxy-protocol"], sockets=[ls], launcher=[helper]).start()
+        d.wait_ready()
+        with connect(addr, 5 * SLOW) as first, connect(addr, 5 * SLOW) as second:
+            ports = {first.getsockname()[1], second.getsockname()[1]}
+            t.ok(wait_until(lambda: len(server_inodes(addr[1], ports) & set(fd_targets(d.pid).values())) == 2,
+                            5 * SLOW), "echod holds two connections waiting for their header", d.stderr_text())
+            first.sendall(b"PROXY TCP4 192.0.2.1 198.51.100.1 1000 7\r\nx")
+            recv_exact(first, 1, 5 * SLOW)
+            kids = wait_until(d.children, 5 * SLOW)
+            fds = fd_targets(kids[0][0]) if kids else {}
+            sockets = [v for v in fds.values() if v.startswith("socket:")]
+            t.ok(kids and len(sockets) == 1, "the first one's child holds its own connection only, not the "
+                 "second one still waiting (close_range() refused)", repr(fds))
+            second.close()
+        t.ok(d.stop() == 0, "stops with status 0", d.stderr_text())
+    finally:
+        ls.close()
+
+
 if __name__ == "__main__":
     run([test_urgent_data, test_cap_two_listeners, test_sigchld_ignored, test_stop_signals_inherited,
-         test_watchdog_60_days, test_cap_warning_flood, test_close_range_refused, test_stderr_stalled])
+         test_watchdog_60_days, test_cap_warning_flood, test_close_range_refused,
+         test_close_range_refused_proxy, test_stderr_stalled])

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (LINE_RE, SLOW, Daemon, connect, fd_targets, is_refused_or_closed,  # noqa: E402
-                       listen_socket, pattern, recv_to_eof, run, stream_echo, wait_until)
+                       listen_socket, pattern, proc_stat, recv_to_eof, run, stream_echo, wait_until)
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 # The header deadline of echod (PENDING_TIMEOUT_USEC).
@@ -313,6 +313,46 @@ def test_cap_over_listeners(t, exe):
     t.ok(d.stop() == 0, "exit 0 on SIGTERM", d.stderr_text()[-1000:])
 
 
+def test_no_spin_below_cap(t, exe):
+    """Back below --max-clients while the table of waiting headers (PENDING_MAX, 128) is full:
+    no listener may be polled, and the loop must sleep, not poll() with no timeout again and
+    again until a waiting header times out."""
+    ls = listen_socket(backlog=256)
+    addr = ls.getsockname()
+    d = Daemon(exe, ["--proxy-protocol", "--max-clients", "130"], sockets=[ls]).start()
+    ls.close()
+    d.wait_ready()
+    held, silent = [], []
+    try:
+        for i in range(2):
+            c = connect(addr, 5 * SLOW)
+            held.append(c)
+            c.sendall(v1("192.0.2.30", "198.51.100.1", 6000 + i, 7) + b"x")
+            c.settimeout(5 * SLOW)
+            c.recv(1)
+        n_fds = len(fd_targets(d.pid))
+        for _ in range(128):
+            silent.append(connect(addr, 5 * SLOW))
+        begun = time.monotonic()
+        t.ok(wait_until(lambda: len(fd_targets(d.pid)) >= n_fds + 128, 2 * SLOW),
+             "echod takes 128 silent connections: 2 clients + 128 waiting is the cap")
+        held.pop().close()  # one place free again; the waiting table stays full
+        t.ok(wait_until(lambda: len(d.children()) == 1, 2 * SLOW), "the client that left is reaped")
+        cpu_before = proc_stat(d.pid)[2]
+        time.sleep(1.0)
+        cpu = proc_stat(d.pid)[2] - cpu_before
+        if time.monotonic() > begun + HEADER_TIMEOUT - 0.2:
+            t.skip("echod sleeps below the cap while the waiting table is full", "too slow here to "
+                   "measure before the waiting headers time out")
+        else:
+            t.ok(cpu < 0.3, f"echod sleeps below the cap while the waiting table is full ({cpu:.2f} s of "
+                 "CPU in 1 s)")
+    finally:
+        for c in held + silent:
+            c.close()
+    t.ok(d.stop() == 0, "exit 0 on SIGTERM", d.stderr_text()[-1000:])
+
+
 def test_which_listeners(t, exe):
     """AF_UNIX listeners never expect a header; with --proxy-protocol=NAME only the passed
     sockets of that name (LISTEN_FDNAMES) do."""
@@ -371,4 +411,4 @@ def test_inetd(t, exe):
 
 if __name__ == "__main__":
     run([test_headers_echo, test_per_source_claimed, test_bad_headers, test_slow_stalls_nobody,
-         test_cap_over_listeners, test_which_listeners, test_inetd])
+         test_cap_over_listeners, test_no_spin_below_cap, test_which_listeners, test_inetd])
