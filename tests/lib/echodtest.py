@@ -538,8 +538,10 @@ class Daemon:
     """One echod process. sockets (socket objects, or any fds as ints) are put on fd 3, 4, ...
     with LISTEN_FDS/LISTEN_PID set to the pid that execs echod (unless listen_pid overrides
     it). preexec: called in the child just before the exec (to leave signal state behind);
-    launcher: [program, args...] that execs echod itself. notify: create a NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names
-    it, like journald's stream.
+    launcher: [program, args...] that execs echod itself. built: exe is a program of the
+    build (run under a cross build's emulator), not one of the system. notify: create a
+    NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names it, like journald's
+    stream.
     socket_activate: a list of option lists (["--datagram", "-l", "127.0.0.1:7"]): echod is
     started by systemd-socket-activate with the first, which starts one with the second (if
     any), and so on. start() returns once the outermost one has bound its addresses; it
@@ -548,7 +550,7 @@ class Daemon:
 
     def __init__(self, exe, args=(), sockets=(), notify=True, env=None, user=None,
                  rlimits=None, journal=False, listen_pid=None, extra_fds=None, wrap=True,
-                 socket_activate=None, preexec=None, launcher=None):
+                 socket_activate=None, preexec=None, launcher=None, built=True):
         self.exe = exe
         self.args = list(args)
         self.sockets = list(sockets)
@@ -561,6 +563,7 @@ class Daemon:
         self.listen_pid = listen_pid
         self.preexec = preexec  # called in the forked child just before exec (signal state)
         self.launcher = list(launcher or [])  # a program that execs echod: [path, args...]
+        self.built = built  # a program of the build under test (run under a cross build's emulator)
         self.notify = NotifySocket() if notify else None
         self.pid = None
         self.status = None
@@ -578,7 +581,8 @@ class Daemon:
         """The command line: echod (under the emulator of a cross build), under valgrind if
         wrapped, under systemd-socket-activate if asked, which passes on from env what echod
         needs."""
-        argv = command(*self.launcher, self.exe, *self.args)
+        argv = (command(*self.launcher, self.exe, *self.args) if self.built
+                else [*self.launcher, self.exe, *self.args])
         if self.wrap:
             self.vg_dir = tempfile.mkdtemp(prefix="echod-vg-")
             os.chmod(self.vg_dir, 0o777)

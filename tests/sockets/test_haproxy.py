@@ -123,7 +123,7 @@ def behind_haproxy(t, exe, send_proxy):
         with open(cfg, "w") as f:
             f.write(CONFIG.format(dir=tmp, port=port, server=f"127.0.0.1:{echod_port}", send_proxy=send_proxy))
         # Not echod: no valgrind around it. Killed and reaped by pid like every Daemon.
-        h = Daemon(haproxy, ["-f", cfg, "-db"], notify=False, wrap=False).start()
+        h = Daemon(haproxy, ["-f", cfg, "-db"], notify=False, wrap=False, built=False).start()
         stats = os.path.join(tmp, "stats.sock")
         row = wait_until(lambda: (r := show_stat(stats).get(("echod", "echod1"))) and r.get("check_status") == "L7OK"
                          and r.get("status") == "UP" and r, 15 * SLOW, 0.1)
