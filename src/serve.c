@@ -22,6 +22,7 @@
 #include "drain.h"
 #include "fault.h"
 #include "fork.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
@@ -205,9 +206,24 @@ static void serve_signals(struct serve *s, uint64_t now) {
                 notify_status_changed(&s->notify);
 }
 
+/* See serve_log_stopped(): records stay off the loop's frame. */
+static __attribute__((noinline)) void serve_log_refused(struct serve *s, uint64_t n_refused) {
+        struct journal_record rec;
+        char sources[256];
+
+        refused_report(&s->refused_sources, sources, sizeof(sources));
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, n_refused);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
+        if (sources[0])
+                (void)journal_record_addf(&rec, "ECHOD_SOURCES", "%s", sources + 2);
+        log_event(LOG_WARNING, ECHOD_ID_REFUSED_SOURCE, &rec,
+                  "Refused %" PRIu64 " connection%s over the limit of %u per source since the last report%s",
+                  n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source, sources);
+}
+
 static void serve_timers(struct serve *s, uint64_t now) {
         uint64_t n_refused;
-        char sources[256];
 
         drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
@@ -215,12 +231,8 @@ static void serve_timers(struct serve *s, uint64_t now) {
         if (s->pending)
                 pending_tick(s->pending, now);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
-        if (n_refused > 0) {
-                refused_report(&s->refused_sources, sources, sizeof(sources));
-                log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
-                            "since the last report%s",
-                            n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source, sources);
-        }
+        if (n_refused > 0)
+                serve_log_refused(s, n_refused);
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
                 format_status(s, status, sizeof(status));
@@ -229,16 +241,24 @@ static void serve_timers(struct serve *s, uint64_t now) {
         notify_watchdog(&s->notify, now);
 }
 
-static void serve_log_cap(struct serve *s, uint64_t now) {
+static __attribute__((noinline)) void serve_log_cap(struct serve *s, uint64_t now) {
         uint64_t n = tally_due(&s->cap_log, s->n_cap_episodes, now);
+        struct journal_record rec;
 
+        if (n == 0)
+                return;
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
+        (void)journal_record_addf(&rec, "ECHOD_EPISODES", "%" PRIu64, n);
         if (n == 1)
-                log_warning("at the limit of %u clients: accepting paused until one ends",
-                            s->options->max_clients);
-        else if (n > 1)
-                log_warning("at the limit of %u clients: accepting paused until one ends (%" PRIu64
-                            " times since the last report)",
-                            s->options->max_clients, n);
+                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
+                          "at the limit of %u clients: accepting paused until one ends",
+                          s->options->max_clients);
+        else
+                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
+                          "at the limit of %u clients: accepting paused until one ends (%" PRIu64
+                          " times since the last report)",
+                          s->options->max_clients, n);
 }
 
 /* At the cap: children and connections waiting for their PROXY header count alike. */
@@ -334,20 +354,44 @@ static int serve_setup(struct serve *s) {
         if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
                 limit.rlim_max = INT_MAX;
         s->fd_max = client_fds_check((int)limit.rlim_max);
-        if (s->fd_max > 0)
-                log_warning("close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
-                            "each child closes descriptors 3 to %d one by one",
-                            s->fd_max);
+        if (s->fd_max > 0) {
+                struct journal_record rec;
+                journal_record_start(&rec);
+                (void)journal_record_addf(&rec, "ECHOD_CHECK", "close_range");
+                (void)journal_record_addf(&rec, "ECHOD_FD_MAX", "%d", s->fd_max);
+                log_event(LOG_WARNING, ECHOD_ID_STARTUP_CHECK, &rec,
+                          "close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
+                          "each child closes descriptors 3 to %d one by one",
+                          s->fd_max);
+        }
         return 0;
 }
 
-static void serve_ready(struct serve *s, uint64_t now) {
+static __attribute__((noinline)) void serve_ready(struct serve *s, uint64_t now) {
         char names[1024], status[160];
+        struct journal_record rec;
 
         listen_fds_describe(s->listeners, names, sizeof(names));
-        log_notice("ready: %s; max %u clients", names, s->options->max_clients);
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_LISTENERS", "%s", names);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
+        log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients", names,
+                  s->options->max_clients);
         format_status(s, status, sizeof(status));
         notify_ready(&s->notify, status, now);
+}
+
+/* Events are logged from functions of their own (never inlined): their records stay off
+ * the loop's stack frame, which the fork path keeps small (fork_call_page_top()). */
+static __attribute__((noinline)) void serve_log_stopped(const struct serve *s) {
+        struct journal_record rec;
+
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_SERVED", "%" PRIu64, s->n_served);
+        (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, serve_refused(s));
+        log_event(LOG_NOTICE, ECHOD_ID_STOPPED, &rec, "stopped: %" PRIu64 " served, %" PRIu64 " refused",
+                  s->n_served, serve_refused(s));
 }
 
 /* The loop, until a stop has drained. Returns 0, or -errno after logging (poll() failed). */
@@ -381,7 +425,7 @@ static int serve_run(void *userdata) {
                         notify_status_changed(&s->notify);
                 serve_timers(s, now);
         }
-        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, serve_refused(s));
+        serve_log_stopped(s);
         return 0;
 }
 
