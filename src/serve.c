@@ -27,6 +27,7 @@
 #include "map.h"
 #include "notify.h"
 #include "refused.h"
+#include "report.h"
 #include "pending.h"
 #include "sys.h"
 #include "tally.h"
@@ -43,6 +44,8 @@ struct serve {
         struct children *children;
         struct udp *udp;         /* only with UDP sockets */
         struct pending *pending; /* only with PROXY protocol listeners */
+        struct report *report;   /* only under journald: the children's reports */
+        int report_fd;           /* client.report_fd: the end children send on, or -1 */
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
@@ -133,6 +136,7 @@ static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) 
 static inline bool serve_take(struct serve *s, const struct listener *l, uint64_t now, struct client *c) {
         *c = (struct client){
                 .stop_fd = s->signal_fd,
+                .report_fd = s->report_fd,
                 .idle_timeout_usec = s->options->idle_timeout_usec,
                 .drain_timeout_usec = s->options->drain_timeout_usec,
                 .nonblocking = true,
@@ -201,7 +205,9 @@ static void serve_signals(struct serve *s, uint64_t now) {
                         log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
                 }
         }
-        /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. */
+        /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. Reports
+         * first: a child queues its report before it exits. */
+        report_read_all(s->report);
         if (children_reap(s->children, drain_killed(&s->drain)) > 0)
                 notify_status_changed(&s->notify);
 }
@@ -336,6 +342,10 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
+        r = report_new(&s->report);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the socket for the children's reports: %m");
+        s->report_fd = report_child_fd(s->report);
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
@@ -454,6 +464,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .listeners = listeners,
                 .pfds = (struct pollfd *)(s + 1),
                 .signal_fd = -1,
+                .report_fd = -1,
                 .n_pending_max = n_pending_max,
         };
         notify_setup(&s->notify, now);
@@ -467,6 +478,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         children_free(s->children);
         udp_free(s->udp);
         pending_free(s->pending);
+        report_free(s->report);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);
         map_free_parent_only(s, size);
