@@ -53,7 +53,7 @@ int report_child_fd(const struct report *r) {
 }
 
 /* The connection's fields: the peer's address (--log-peer applied) and port, if it has
- * them (AF_UNIX peers are named in the text only). */
+ * them (AF_UNIX peers are named in the text only; --log-peer none leaves the address out). */
 static void add_peer(struct journal_record *rec, const struct client_report *in) {
         const struct sockaddr *sa = (const struct sockaddr *)&in->peer;
         char ip[INET6_ADDRSTRLEN + 16];
@@ -65,7 +65,8 @@ static void add_peer(struct journal_record *rec, const struct client_report *in)
         if (sa->sa_family == AF_INET6 && in->peer_len < sizeof(struct sockaddr_in6))
                 return;
         addr_format_peer_ip(sa, ip, sizeof(ip), &port);
-        (void)journal_record_addf(rec, "ECHOD_PEER_ADDR", "%s", ip);
+        if (strcmp(ip, ADDR_HIDDEN) != 0) /* --log-peer none: no address at all */
+                (void)journal_record_addf(rec, "ECHOD_PEER_ADDR", "%s", ip);
         (void)journal_record_addf(rec, "ECHOD_PEER_PORT", "%u", port);
 }
 
