@@ -14,7 +14,8 @@
 
 #define LOG_LINE_MAX 1024
 
-/* The journal's native socket, when stderr is the journal (else -1); records not sent. */
+/* The journal's native socket, when stderr is the journal (else -1), and how many records
+ * it did not take. */
 static int journal_fd = -1;
 static unsigned long n_journal_dropped;
 
@@ -52,7 +53,7 @@ unsigned long log_journal_dropped(void) {
         return n_journal_dropped;
 }
 
-int log_journal_send(int level, const char *message_id, struct journal_record *record) {
+static int log_journal_send(int level, const char *message_id, struct journal_record *record) {
         char priority[2] = { (char)('0' + level), '\0' };
         int r;
 

@@ -23,10 +23,6 @@ void log_setup(int max_level);
 bool log_journal(void);
 /* Records that could not be sent (and went to stderr as lines instead). */
 unsigned long log_journal_dropped(void);
-/* Sends a record made elsewhere (fields and MESSAGE complete but for PRIORITY,
- * SYSLOG_IDENTIFIER, MESSAGE_ID and DOCUMENTATION, added here). Returns 0 or -errno (not
- * sent: the caller writes its line itself). */
-int log_journal_send(int level, const char *message_id, struct journal_record *record);
 int log_get_level(void);
 int log_level_from_string(const char *s); /* -EINVAL if unknown */
 

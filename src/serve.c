@@ -400,6 +400,8 @@ static __attribute__((noinline)) void serve_log_stopped(const struct serve *s) {
         journal_record_start(&rec);
         (void)journal_record_addf(&rec, "ECHOD_SERVED", "%" PRIu64, s->n_served);
         (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, serve_refused(s));
+        /* records the journal did not take (each was written to stderr as its line) */
+        (void)journal_record_addf(&rec, "ECHOD_JOURNAL_DROPPED", "%lu", log_journal_dropped());
         log_event(LOG_NOTICE, ECHOD_ID_STOPPED, &rec, "stopped: %" PRIu64 " served, %" PRIu64 " refused",
                   s->n_served, serve_refused(s));
 }

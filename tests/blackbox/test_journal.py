@@ -19,6 +19,7 @@ from echodtest import (LINE_RE, SLOW, children_of, connect, recv_exact, recv_to_
 ID_READY = "66a4943ec13549c0a2c2db15236f291b"
 ID_CONNECTION = "0c68e2459c6b44839b88e6a7b6b42503"
 ID_REFUSED_SOURCE = "353c6aef310741cbb330c788a626606b"
+ID_STOPPED = "02f34c3cb3084b688c34440c61c6d98e"
 
 
 def parse_record(data):
@@ -149,6 +150,11 @@ def test_connection_records(t, exe):
                  and one(r, "ECHOD_MAX_CLIENTS") == "1024" and "ECHOD_LISTENERS" in r,
                  "the ready record: its MESSAGE_ID, text, priority and fields", str(r))
             d.stop()
+            stopped = j.wait_for(lambda r: one(r, "MESSAGE_ID") == ID_STOPPED, 5 * SLOW)
+            r = stopped[0] if stopped else {}
+            t.ok(stopped and one(r, "MESSAGE") == "stopped: 2 served, 0 refused" and one(r, "ECHOD_SERVED") == "2"
+                 and one(r, "ECHOD_REFUSED") == "0" and one(r, "ECHOD_JOURNAL_DROPPED") == "0",
+                 "the stop record: served, refused, and no record dropped", str(r))
     finally:
         j.close()
 
