@@ -106,6 +106,42 @@ static void format_ip(const struct sockaddr *sa, char *ip, size_t ip_size, unsig
         }
 }
 
+static enum addr_log_peer log_peer = ADDR_LOG_PEER_FULL;
+
+void addr_set_log_peer(enum addr_log_peer mode) {
+        log_peer = mode;
+}
+
+void addr_format_peer_ip(const struct sockaddr *sa, char *ip, size_t size, unsigned *ret_port) {
+        struct sockaddr_in6 masked;
+        const char *prefix = "/48";
+
+        if (log_peer == ADDR_LOG_PEER_FULL) {
+                format_ip(sa, ip, size, ret_port);
+                return;
+        }
+        /* A copy with the host part zeroed: /24 of IPv4 (mapped too), /48 of IPv6. */
+        if (sa->sa_family == AF_INET) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)&masked;
+                memcpy(sin, sa, sizeof(*sin));
+                sin->sin_addr.s_addr &= htonl(0xffffff00u);
+                prefix = "/24";
+        } else {
+                memcpy(&masked, sa, sizeof(masked));
+                if (IN6_IS_ADDR_V4MAPPED(&masked.sin6_addr)) {
+                        masked.sin6_addr.s6_addr[15] = 0;
+                        prefix = "/24";
+                } else
+                        memset(&masked.sin6_addr.s6_addr[6], 0, 10);
+                masked.sin6_scope_id = 0;
+        }
+        format_ip((const struct sockaddr *)&masked, ip, size, ret_port);
+        if (log_peer == ADDR_LOG_PEER_NONE)
+                snprintf(ip, size, "%s", ADDR_HIDDEN);
+        else if (strlen(ip) + strlen(prefix) < size)
+                strcat(ip, prefix);
+}
+
 void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size) {
         char ip[INET6_ADDRSTRLEN + 12]; /* and "%scope" */
         unsigned port;
@@ -114,7 +150,7 @@ void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_
                 snprintf(buf, size, "unix");
                 return;
         }
-        format_ip(sa, ip, sizeof(ip), &port);
+        addr_format_peer_ip(sa, ip, sizeof(ip), &port);
         snprintf(buf, size, "%s port %u", ip, port);
 }
 
@@ -188,18 +224,22 @@ void addr_format_source(uint64_t key, char *buf, size_t size) {
 
         if (key == ADDR_SOURCE_NONE)
                 snprintf(buf, size, "local");
+        else if (log_peer == ADDR_LOG_PEER_NONE)
+                snprintf(buf, size, "%s", ADDR_HIDDEN);
         else if ((key & 0xffffffff00000000ull) == SOURCE_V4_TAG) {
-                struct in_addr in = { .s_addr = htonl((uint32_t)key) };
+                bool network = log_peer == ADDR_LOG_PEER_NETWORK;
+                struct in_addr in = { .s_addr = htonl((uint32_t)key & (network ? 0xffffff00u : ~0u)) };
                 inet_ntop(AF_INET, &in, ip, sizeof(ip));
-                snprintf(buf, size, "%s", ip);
+                snprintf(buf, size, "%s%s", ip, network ? "/24" : "");
         } else if ((key & 0xffffffff00000000ull) == LINK_LOCAL_PREFIX && (uint32_t)key != 0)
                 snprintf(buf, size, "fe80::%%%u/64", (unsigned)(uint32_t)key); /* with its interface */
         else {
                 struct in6_addr in6 = {};
-                for (int i = 0; i < 8; i++)
+                bool network = log_peer == ADDR_LOG_PEER_NETWORK;
+                for (int i = 0; i < (network ? 6 : 8); i++)
                         in6.s6_addr[i] = (uint8_t)(key >> (56 - 8 * i));
                 inet_ntop(AF_INET6, &in6, ip, sizeof(ip));
-                snprintf(buf, size, "%s/64", ip);
+                snprintf(buf, size, "%s/%d", ip, network ? 48 : 64);
         }
 }
 

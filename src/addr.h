@@ -23,6 +23,21 @@ uint64_t addr_source_key(const struct sockaddr *sa, socklen_t len);
 /* "127.0.0.1" or "2001:db8::/64": the group a source key stands for. */
 void addr_format_source(uint64_t key, char *buf, size_t size);
 
+/* How much of a client's address the logs show (--log-peer), in text and journal fields
+ * alike: all of it; its network (the /24 of IPv4, the /48 of IPv6, written with the
+ * prefix length: "192.0.2.0/24"); or none ("(hidden)"). Set once at start. */
+enum addr_log_peer {
+        ADDR_LOG_PEER_FULL,
+        ADDR_LOG_PEER_NETWORK,
+        ADDR_LOG_PEER_NONE,
+};
+void addr_set_log_peer(enum addr_log_peer mode);
+#define ADDR_HIDDEN "(hidden)"
+
+/* The IP of an AF_INET/AF_INET6 peer as the logs show it (--log-peer applied), and its
+ * port. */
+void addr_format_peer_ip(const struct sockaddr *sa, char *ip, size_t size, unsigned *ret_port);
+
 /* "127.0.0.1 port 4000", "::1 port 4000", or "unix" (the caller adds credentials): the
  * peer, as a connection's log line names it. */
 void addr_format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "addr.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "map.h"
 
@@ -99,6 +100,23 @@ unsigned children_kill(const struct children *c, int sig) {
         return children_count(c);
 }
 
+/* A child a signal ended: its own line or report never came. Never inlined: the record
+ * stays off the loop's stack frame (see serve.c). */
+static __attribute__((noinline)) void log_signaled(pid_t pid, int sig, bool drain_killed) {
+        struct journal_record rec;
+
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_CHILD_PID", "%d", (int)pid);
+        (void)journal_record_addf(&rec, "ECHOD_SIGNAL", "%d", sig);
+        if (drain_killed && sig == SIGKILL)
+                /* say how this connection ended */
+                log_event(LOG_INFO, ECHOD_ID_DRAIN_KILLED, &rec,
+                          "connection of pid %d ended: killed at the drain timeout", (int)pid);
+        else
+                log_event(LOG_WARNING, ECHOD_ID_CHILD_SIGNALED, &rec, "Child %d was killed by signal %s",
+                          (int)pid, strsignal(sig));
+}
+
 unsigned children_reap(struct children *c, bool drain_killed) {
         unsigned n = 0;
 
@@ -122,14 +140,8 @@ unsigned children_reap(struct children *c, bool drain_killed) {
                 if (!children_remove(c, pid))
                         continue;
                 n++;
-                if (!WIFSIGNALED(status))
-                        continue;
-                if (drain_killed && WTERMSIG(status) == SIGKILL)
-                        /* its own line never came: say how this connection ended */
-                        log_info("connection of pid %d ended: killed at the drain timeout", (int)pid);
-                else
-                        log_warning("Child %d was killed by signal %s", (int)pid,
-                                    strsignal(WTERMSIG(status)));
+                if (WIFSIGNALED(status))
+                        log_signaled(pid, WTERMSIG(status), drain_killed);
         }
         return n;
 }

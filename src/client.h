@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "addr.h"
@@ -12,6 +14,7 @@
 struct client {
         int conn_fd;
         int stop_fd;                  /* readable when the service stops (see echo_config); -1: none */
+        int report_fd;                /* under journald: where the child's report goes (report.h); -1: none */
         struct sockaddr_storage peer; /* from accept(); family AF_UNSPEC if unknown */
         socklen_t peer_len;
         char peer_text[ADDR_TEXT_MAX]; /* the peer as the log line names it */
@@ -25,8 +28,24 @@ struct client {
         int fd_max;
 };
 
-/* Echoes the connection until it ends, writes its one log line, closes conn_fd and returns
- * how it ended. A stop (stop_fd readable) makes it finish what had arrived and close. */
+/* A child's report of its connection, one datagram to the parent just before it exits
+ * (under journald only): the parent sends the connection's journal record when it reaps
+ * the child, so that journald still finds the child's unit (a record from a process
+ * already gone loses it). Fixed layout, the text's length by the datagram's. */
+struct client_report {
+        int32_t pid;
+        int32_t end;   /* enum echo_end */
+        int32_t error; /* errno of an ECHO_END_ERROR, else 0 */
+        uint32_t peer_len;
+        uint64_t n_bytes;
+        uint64_t duration_usec;
+        struct sockaddr_in6 peer; /* the first peer_len bytes of client.peer (AF_INET6 at most) */
+        char text[512];           /* the log line's text, without prefix or newline */
+};
+#define CLIENT_REPORT_HEADER_SIZE offsetof(struct client_report, text)
+
+/* Echoes the connection until it ends, writes its one log line (or sends its report), closes conn_fd and
+ * returns how it ended. A stop (stop_fd readable) makes it finish what had arrived and close. */
 enum echo_end client_serve(const struct client *c);
 
 /* In a just-forked child: drops everything inherited that is not this client's (fds,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "clock.h"
+#include "journal-ids.h"
 #include "log.h"
 
 /* "5 s", "0.250 s" */
@@ -20,6 +21,7 @@ static const char *format_seconds(uint64_t usec, char *buf, size_t size) {
 
 void drain_begin(struct drain *d, struct children *children, uint64_t timeout_usec, uint64_t now) {
         char buf[32];
+        struct journal_record rec;
         unsigned n;
 
         if (d->stopping)
@@ -27,8 +29,11 @@ void drain_begin(struct drain *d, struct children *children, uint64_t timeout_us
         d->stopping = true;
         n = children_kill(children, SIGTERM);
         d->deadline = now + timeout_usec;
-        log_notice("stopping: %u client%s draining, up to %s", n, n == 1 ? "" : "s",
-                   format_seconds(timeout_usec, buf, sizeof(buf)));
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_CLIENTS", "%u", n);
+        (void)journal_record_addf(&rec, "ECHOD_DRAIN_TIMEOUT_USEC", "%" PRIu64, timeout_usec);
+        log_event(LOG_NOTICE, ECHOD_ID_STOPPING, &rec, "stopping: %u client%s draining, up to %s", n,
+                  n == 1 ? "" : "s", format_seconds(timeout_usec, buf, sizeof(buf)));
 }
 
 void drain_tick(struct drain *d, struct children *children, uint64_t now) {
@@ -37,8 +42,13 @@ void drain_tick(struct drain *d, struct children *children, uint64_t now) {
         if (d->deadline == 0 || now < d->deadline)
                 return;
         n = children_kill(children, SIGKILL);
-        if (n > 0)
-                log_warning("Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
+        if (n > 0) {
+                struct journal_record rec;
+                journal_record_start(&rec);
+                (void)journal_record_addf(&rec, "ECHOD_CLIENTS", "%u", n);
+                log_event(LOG_WARNING, ECHOD_ID_DRAIN_TIMEOUT, &rec,
+                          "Drain timeout: killed %u remaining client%s", n, n == 1 ? "" : "s");
+        }
         d->deadline = 0;
 }
 

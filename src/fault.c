@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "clock.h"
+#include "journal-ids.h"
 #include "log.h"
 
 #define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
@@ -12,10 +13,15 @@
 
 void fault_record(struct fault *f, int error, const char *what, uint64_t now) {
         if (f->pause_usec == 0) {
-                log_warning_errno(error,
-                                  "%s failed: %m; pausing new connections, retrying with a "
-                                  "growing delay up to 1 s",
-                                  what);
+                struct journal_record rec;
+                journal_record_start(&rec);
+                (void)journal_record_addf(&rec, "ERRNO", "%d", error < 0 ? -error : error);
+                (void)journal_record_addf(&rec, "ECHOD_FAILED", "%s", what);
+                (void)journal_record_addf(&rec, "ECHOD_BACKOFF", "start");
+                errno = error < 0 ? -error : error;
+                log_event(LOG_WARNING, ECHOD_ID_BACKOFF, &rec,
+                          "%s failed: %m; pausing new connections, retrying with a growing delay up to 1 s",
+                          what);
                 f->pause_usec = PAUSE_MIN_USEC;
         } else if (f->pause_usec < PAUSE_MAX_USEC)
                 f->pause_usec = f->pause_usec * 2 < PAUSE_MAX_USEC ? f->pause_usec * 2 : PAUSE_MAX_USEC;
@@ -24,9 +30,15 @@ void fault_record(struct fault *f, int error, const char *what, uint64_t now) {
 }
 
 void fault_end(struct fault *f) {
+        struct journal_record rec;
+
         if (f->pause_usec == 0)
                 return;
-        log_notice("Serving again after %u failed attempt%s", f->n_faults, f->n_faults == 1 ? "" : "s");
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_BACKOFF", "end");
+        (void)journal_record_addf(&rec, "ECHOD_FAILURES", "%u", f->n_faults);
+        log_event(LOG_NOTICE, ECHOD_ID_BACKOFF, &rec, "Serving again after %u failed attempt%s", f->n_faults,
+                  f->n_faults == 1 ? "" : "s");
         f->pause_usec = 0;
         f->n_faults = 0;
 }

@@ -17,6 +17,7 @@
 #include "client.h"
 #include "echo.h"
 #include "forkcheck.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "sys.h"
 #include "trim.h"
@@ -283,10 +284,15 @@ int fork_trim(void) {
         tables_free(&t);
 
         if (n_trimmed > 0 && forkcheck_run(reason, sizeof(reason)) < 0) {
+                struct journal_record rec;
                 fork_untrim();
-                log_warning("Trimmed child failed its self-test (%s); children are forked with "
-                            "every mapping (slower)",
-                            reason);
+                journal_record_start(&rec);
+                (void)journal_record_addf(&rec, "ECHOD_CHECK", "trimmed_child");
+                (void)journal_record_addf(&rec, "ECHOD_CHECK_FAILURE", "%s", reason);
+                log_event(LOG_WARNING, ECHOD_ID_STARTUP_CHECK, &rec,
+                          "Trimmed child failed its self-test (%s); children are forked with every mapping "
+                          "(slower)",
+                          reason);
         }
         return (int)n_trimmed;
 }

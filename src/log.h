@@ -8,16 +8,31 @@
 #include <stdint.h>
 #include <syslog.h>
 
+#include "journal.h"
+
 /* Set by log_setup(): the highest level written, and whether lines carry a "<N>" prefix. */
 extern int log_max_level;
 extern bool log_use_prefix;
 
-/* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. */
+/* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. When
+ * stderr is the journal, opens the journal's native socket: from then on the main
+ * process's events go as structured records (a record that cannot be sent falls back to
+ * its stderr line). */
 void log_setup(int max_level);
+/* Whether events go to the journal as records (log_setup() decided). */
+bool log_journal(void);
+/* Records that could not be sent (and went to stderr as lines instead). */
+unsigned long log_journal_dropped(void);
 int log_get_level(void);
 int log_level_from_string(const char *s); /* -EINVAL if unknown */
 
 void log_msg(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* An event of a kind with a MESSAGE_ID (journal-ids.h): under journald one record with
+ * the fields in record (may be NULL) and the text as MESSAGE, else the same line as
+ * log_msg(). */
+void log_event(int level, const char *message_id, struct journal_record *record, const char *format, ...)
+        __attribute__((format(printf, 4, 5)));
 
 /* Logs with errno set to error (so "%m" names it) and returns -abs(error). */
 int log_errno(int level, int error, const char *format, ...) __attribute__((format(printf, 3, 4)));

@@ -22,6 +22,7 @@
 static int serve_connected(const struct options *options, const struct listener *l) {
         struct client c = {
                 .conn_fd = l->fd,
+                .report_fd = -1, /* no parent to report to: the line is written here */
                 .start_usec = clock_now_usec(),
                 .idle_timeout_usec = options->idle_timeout_usec,
                 .drain_timeout_usec = options->drain_timeout_usec,
@@ -80,6 +81,7 @@ int main(int argc, char *argv[]) {
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : EX_USAGE;
         log_setup(options.log_level);
+        addr_set_log_peer(options.log_peer);
 
         /* Signals are read from a signalfd in the main loop; EPIPE is an error code, never
          * a signal (stderr may be a pipe whose reader went away). Nothing inherited counts:

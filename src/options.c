@@ -16,6 +16,7 @@
 
 #define ARG_LOG_LEVEL      0x100
 #define ARG_PROXY_PROTOCOL 0x101
+#define ARG_LOG_PEER       0x102
 
 static const struct option long_options[] = {
         { "listen", required_argument, NULL, 'l' },
@@ -25,6 +26,7 @@ static const struct option long_options[] = {
         { "idle-timeout", required_argument, NULL, 't' },
         { "drain-timeout", required_argument, NULL, 'd' },
         { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+        { "log-peer", required_argument, NULL, ARG_LOG_PEER },
         { "proxy-protocol", optional_argument, NULL, ARG_PROXY_PROTOCOL },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -54,6 +56,8 @@ static const char help_text[] =
         "                                 named NAME) expect a PROXY protocol v1 or v2\n"
         "                                 header first and use the client address in it\n"
         "      --log-level LEVEL          err, warning, notice, info (default) or debug\n"
+        "      --log-peer full|network|none  client addresses in the logs: all of them\n"
+        "                                 (default), their /24 (IPv4) or /48 (IPv6), or none\n"
         "  -h, --help                     show this help and exit\n"
         "  -V, --version                  show the version and exit\n"
         "\n"
@@ -190,6 +194,17 @@ int options_parse(int argc, char *argv[], struct options *ret) {
                                                    "or debug, not '%s'",
                                                    optarg);
                         o.log_level = r;
+                        break;
+                case ARG_LOG_PEER:
+                        if (strcmp(optarg, "full") == 0)
+                                o.log_peer = ADDR_LOG_PEER_FULL;
+                        else if (strcmp(optarg, "network") == 0)
+                                o.log_peer = ADDR_LOG_PEER_NETWORK;
+                        else if (strcmp(optarg, "none") == 0)
+                                o.log_peer = ADDR_LOG_PEER_NONE;
+                        else
+                                return usage_error("--log-peer needs full, network or none, not '%s'",
+                                                   optarg);
                         break;
                 case ARG_PROXY_PROTOCOL:
                         if (optarg && optarg[0] == '\0')

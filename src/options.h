@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
+
 #define OPTIONS_MAX_LISTEN 64
 
 enum listen_kind {
@@ -26,6 +28,7 @@ struct options {
         uint64_t idle_timeout_usec;  /* 0: none */
         uint64_t drain_timeout_usec; /* 0: kill at once */
         int log_level;               /* LOG_ERR .. LOG_DEBUG */
+        enum addr_log_peer log_peer; /* how much of a client's address the logs show */
         bool proxy_protocol;         /* TCP listeners expect a PROXY header */
         const char *proxy_name;      /* only those passed with this name; NULL: all */
 };

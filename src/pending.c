@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "map.h"
 #include "tally.h"
@@ -165,16 +166,22 @@ uint64_t pending_refused(const struct pending *p) {
 void pending_tick(struct pending *p, uint64_t now) {
         uint64_t n_new = tally_due(&p->refused_log, p->n_refused_all, now);
         const uint64_t *n = p->n_refused;
+        struct journal_record rec;
 
         if (n_new == 0)
                 return;
-        log_warning("Refused %" PRIu64 " connection%s without a valid PROXY header since the last "
-                    "report, the last from %s: %s (in all: %" PRIu64 " no header, %" PRIu64
-                    " malformed, %" PRIu64 " unsupported, %" PRIu64 " oversized, %" PRIu64
-                    " too slow, %" PRIu64 " closed or reset before its end)",
-                    n_new, n_new == 1 ? "" : "s", p->last_peer, pending_reason_to_string(p->last_reason),
-                    n[PROXY_MISSING], n[PROXY_BAD_V1] + n[PROXY_BAD_V2], n[PROXY_UNSUPPORTED],
-                    n[PROXY_OVERSIZED], n[PENDING_TIMEOUT], n[PENDING_CLOSED] + n[PENDING_FAILED]);
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, n_new);
+        (void)journal_record_addf(&rec, "ECHOD_LAST_SOURCE", "%s", p->last_peer);
+        (void)journal_record_addf(&rec, "ECHOD_LAST_REASON", "%s", pending_reason_to_string(p->last_reason));
+        log_event(LOG_WARNING, ECHOD_ID_REFUSED_PROXY, &rec,
+                  "Refused %" PRIu64 " connection%s without a valid PROXY header since the last "
+                  "report, the last from %s: %s (in all: %" PRIu64 " no header, %" PRIu64
+                  " malformed, %" PRIu64 " unsupported, %" PRIu64 " oversized, %" PRIu64 " too slow, %" PRIu64
+                  " closed or reset before its end)",
+                  n_new, n_new == 1 ? "" : "s", p->last_peer, pending_reason_to_string(p->last_reason),
+                  n[PROXY_MISSING], n[PROXY_BAD_V1] + n[PROXY_BAD_V2], n[PROXY_UNSUPPORTED],
+                  n[PROXY_OVERSIZED], n[PENDING_TIMEOUT], n[PENDING_CLOSED] + n[PENDING_FAILED]);
 }
 
 uint64_t pending_deadline(const struct pending *p) {

@@ -22,10 +22,12 @@
 #include "drain.h"
 #include "fault.h"
 #include "fork.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "map.h"
 #include "notify.h"
 #include "refused.h"
+#include "report.h"
 #include "pending.h"
 #include "sys.h"
 #include "tally.h"
@@ -42,6 +44,8 @@ struct serve {
         struct children *children;
         struct udp *udp;         /* only with UDP sockets */
         struct pending *pending; /* only with PROXY protocol listeners */
+        struct report *report;   /* only under journald: the children's reports */
+        int report_fd;           /* client.report_fd: the end children send on, or -1 */
         struct notify notify;
         uint64_t n_served, n_refused;
         struct tally refused_log;
@@ -132,6 +136,7 @@ static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) 
 static inline bool serve_take(struct serve *s, const struct listener *l, uint64_t now, struct client *c) {
         *c = (struct client){
                 .stop_fd = s->signal_fd,
+                .report_fd = s->report_fd,
                 .idle_timeout_usec = s->options->idle_timeout_usec,
                 .drain_timeout_usec = s->options->drain_timeout_usec,
                 .nonblocking = true,
@@ -200,14 +205,31 @@ static void serve_signals(struct serve *s, uint64_t now) {
                         log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
                 }
         }
-        /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. */
+        /* Reaped whatever the signal. After the drain timeout a SIGKILL is ours. Reports
+         * first: a child queues its report before it exits. */
+        report_read_all(s->report);
         if (children_reap(s->children, drain_killed(&s->drain)) > 0)
                 notify_status_changed(&s->notify);
 }
 
+/* See serve_log_stopped(): records stay off the loop's frame. */
+static __attribute__((noinline)) void serve_log_refused(struct serve *s, uint64_t n_refused) {
+        struct journal_record rec;
+        char sources[256];
+
+        refused_report(&s->refused_sources, sources, sizeof(sources));
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, n_refused);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
+        if (sources[0])
+                (void)journal_record_addf(&rec, "ECHOD_SOURCES", "%s", sources + 2);
+        log_event(LOG_WARNING, ECHOD_ID_REFUSED_SOURCE, &rec,
+                  "Refused %" PRIu64 " connection%s over the limit of %u per source since the last report%s",
+                  n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source, sources);
+}
+
 static void serve_timers(struct serve *s, uint64_t now) {
         uint64_t n_refused;
-        char sources[256];
 
         drain_tick(&s->drain, s->children, now);
         if (s->udp && udp_tick(s->udp, now))
@@ -215,12 +237,8 @@ static void serve_timers(struct serve *s, uint64_t now) {
         if (s->pending)
                 pending_tick(s->pending, now);
         n_refused = tally_due(&s->refused_log, s->n_refused, now);
-        if (n_refused > 0) {
-                refused_report(&s->refused_sources, sources, sizeof(sources));
-                log_warning("Refused %" PRIu64 " connection%s over the limit of %u per source "
-                            "since the last report%s",
-                            n_refused, n_refused == 1 ? "" : "s", s->options->max_per_source, sources);
-        }
+        if (n_refused > 0)
+                serve_log_refused(s, n_refused);
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
                 format_status(s, status, sizeof(status));
@@ -229,16 +247,24 @@ static void serve_timers(struct serve *s, uint64_t now) {
         notify_watchdog(&s->notify, now);
 }
 
-static void serve_log_cap(struct serve *s, uint64_t now) {
+static __attribute__((noinline)) void serve_log_cap(struct serve *s, uint64_t now) {
         uint64_t n = tally_due(&s->cap_log, s->n_cap_episodes, now);
+        struct journal_record rec;
 
+        if (n == 0)
+                return;
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
+        (void)journal_record_addf(&rec, "ECHOD_EPISODES", "%" PRIu64, n);
         if (n == 1)
-                log_warning("at the limit of %u clients: accepting paused until one ends",
-                            s->options->max_clients);
-        else if (n > 1)
-                log_warning("at the limit of %u clients: accepting paused until one ends (%" PRIu64
-                            " times since the last report)",
-                            s->options->max_clients, n);
+                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
+                          "at the limit of %u clients: accepting paused until one ends",
+                          s->options->max_clients);
+        else
+                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
+                          "at the limit of %u clients: accepting paused until one ends (%" PRIu64
+                          " times since the last report)",
+                          s->options->max_clients, n);
 }
 
 /* At the cap: children and connections waiting for their PROXY header count alike. */
@@ -319,6 +345,10 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
+        r = report_new(&s->report);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the socket for the children's reports: %m");
+        s->report_fd = report_child_fd(s->report);
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
@@ -342,20 +372,46 @@ static int serve_setup(struct serve *s) {
          * more (a plain listener's connection, a notification's socket) are open at once. */
         if (s->fd_max > 0 && s->n_pending_max > 0)
                 s->fd_max += (int)s->n_pending_max + 1;
-        if (s->fd_max > 0)
-                log_warning("close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
-                            "each child closes descriptors 3 to %d one by one",
-                            s->fd_max);
+        if (s->fd_max > 0) {
+                struct journal_record rec;
+                journal_record_start(&rec);
+                (void)journal_record_addf(&rec, "ECHOD_CHECK", "close_range");
+                (void)journal_record_addf(&rec, "ECHOD_FD_MAX", "%d", s->fd_max);
+                log_event(LOG_WARNING, ECHOD_ID_STARTUP_CHECK, &rec,
+                          "close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
+                          "each child closes descriptors 3 to %d one by one",
+                          s->fd_max);
+        }
         return 0;
 }
 
-static void serve_ready(struct serve *s, uint64_t now) {
+static __attribute__((noinline)) void serve_ready(struct serve *s, uint64_t now) {
         char names[1024], status[160];
+        struct journal_record rec;
 
         listen_fds_describe(s->listeners, names, sizeof(names));
-        log_notice("ready: %s; max %u clients", names, s->options->max_clients);
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_LISTENERS", "%s", names);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
+        (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
+        log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients", names,
+                  s->options->max_clients);
         format_status(s, status, sizeof(status));
         notify_ready(&s->notify, status, now);
+}
+
+/* Events are logged from functions of their own (never inlined): their records stay off
+ * the loop's stack frame, which the fork path keeps small (fork_call_page_top()). */
+static __attribute__((noinline)) void serve_log_stopped(const struct serve *s) {
+        struct journal_record rec;
+
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_SERVED", "%" PRIu64, s->n_served);
+        (void)journal_record_addf(&rec, "ECHOD_REFUSED", "%" PRIu64, serve_refused(s));
+        /* records the journal did not take (each was written to stderr as its line) */
+        (void)journal_record_addf(&rec, "ECHOD_JOURNAL_DROPPED", "%lu", log_journal_dropped());
+        log_event(LOG_NOTICE, ECHOD_ID_STOPPED, &rec, "stopped: %" PRIu64 " served, %" PRIu64 " refused",
+                  s->n_served, serve_refused(s));
 }
 
 /* The loop, until a stop has drained. Returns 0, or -errno after logging (poll() failed). */
@@ -389,7 +445,7 @@ static int serve_run(void *userdata) {
                         notify_status_changed(&s->notify);
                 serve_timers(s, now);
         }
-        log_notice("stopped: %" PRIu64 " served, %" PRIu64 " refused", s->n_served, serve_refused(s));
+        serve_log_stopped(s);
         return 0;
 }
 
@@ -418,6 +474,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .listeners = listeners,
                 .pfds = (struct pollfd *)(s + 1),
                 .signal_fd = -1,
+                .report_fd = -1,
                 .n_pending_max = n_pending_max,
         };
         notify_setup(&s->notify, now);
@@ -431,6 +488,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         children_free(s->children);
         udp_free(s->udp);
         pending_free(s->pending);
+        report_free(s->report);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);
         map_free_parent_only(s, size);

@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "clock.h"
 #include "listen.h"
+#include "journal-ids.h"
 #include "log.h"
 #include "map.h"
 #include "tally.h"
@@ -251,18 +252,38 @@ uint64_t udp_deadline(const struct udp *u, uint64_t now) {
         return d;
 }
 
+/* Never inlined: the record stays off the loop's stack frame (see serve.c). */
+static __attribute__((noinline)) void udp_log_dropped(const struct udp *u, uint64_t n_new) {
+        static const char *const names[] = {
+                [UDP_DROP_PRIVILEGED] = "ECHOD_DROPPED_PRIVILEGED",
+                [UDP_DROP_SOURCE] = "ECHOD_DROPPED_SOURCE_RATE",
+                [UDP_DROP_GLOBAL] = "ECHOD_DROPPED_GLOBAL",
+                [UDP_DROP_TRUNCATED] = "ECHOD_DROPPED_OVERSIZED",
+        };
+        struct journal_record rec;
+
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_DROPPED", "%llu", (unsigned long long)n_new);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (names[i])
+                        (void)journal_record_addf(&rec, names[i], "%llu",
+                                                  (unsigned long long)u->n_dropped[i]);
+        log_event(
+                LOG_WARNING, ECHOD_ID_UDP_DROPPED, &rec,
+                "UDP: dropped %llu datagrams since the last report (in all: %llu from privileged source "
+                "ports, %llu over the per-source rate, %llu over the global rate or buffer, %llu oversized)",
+                (unsigned long long)n_new, (unsigned long long)u->n_dropped[UDP_DROP_PRIVILEGED],
+                (unsigned long long)u->n_dropped[UDP_DROP_SOURCE],
+                (unsigned long long)u->n_dropped[UDP_DROP_GLOBAL],
+                (unsigned long long)u->n_dropped[UDP_DROP_TRUNCATED]);
+}
+
 bool udp_tick(struct udp *u, uint64_t now) {
         uint64_t n_new = tally_due(&u->drop_log, dropped_total(u), now);
         bool changed = u->counts_changed;
 
         if (n_new > 0)
-                log_warning("UDP: dropped %llu datagrams since the last report (in all: %llu from "
-                            "privileged source ports, %llu over the per-source rate, %llu over the global "
-                            "rate or buffer, %llu oversized)",
-                            (unsigned long long)n_new, (unsigned long long)u->n_dropped[UDP_DROP_PRIVILEGED],
-                            (unsigned long long)u->n_dropped[UDP_DROP_SOURCE],
-                            (unsigned long long)u->n_dropped[UDP_DROP_GLOBAL],
-                            (unsigned long long)u->n_dropped[UDP_DROP_TRUNCATED]);
+                udp_log_dropped(u, n_new);
         u->counts_changed = false;
         return changed;
 }

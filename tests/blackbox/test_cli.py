@@ -43,6 +43,9 @@ BAD = [
     ["--listen-udp", "0"],
     ["--log-level", "bogus"],
     ["--log-level"],
+    ["--log-peer", "bogus"],
+    ["--log-peer", "FULL"],
+    ["--log-peer"],
     ["--proxy-protocol="],
     ["--proxy-protocol", "name"],
     ["unexpected-argument"],
@@ -115,7 +118,7 @@ def parse_help(text):
 
 VALUE_FOR = {
     "max-clients": "3", "max-per-source": "2", "idle-timeout": "10", "drain-timeout": "1",
-    "log-level": "debug",
+    "log-level": "debug", "log-peer": "network",
 }
 
 
@@ -123,7 +126,7 @@ def test_help_lists_the_parser(t, exe):
     text = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW).stdout.decode()
     opts = parse_help(text)
     expected = {"listen", "listen-udp", "max-clients", "max-per-source", "idle-timeout",
-                "drain-timeout", "log-level", "proxy-protocol", "help", "version"}
+                "drain-timeout", "log-level", "log-peer", "proxy-protocol", "help", "version"}
     t.ok(set(opts) == expected, "--help lists exactly the options of the interface",
          f"listed {sorted(opts)}, expected {sorted(expected)}")
     shorts = {s for s, _ in opts.values() if s}

@@ -541,7 +541,8 @@ class Daemon:
     launcher: [program, args...] that execs echod itself. built: exe is a program of the
     build (run under a cross build's emulator), not one of the system. notify: create a
     NOTIFY_SOCKET. journal: stderr is a pipe and JOURNAL_STREAM names it, like journald's
-    stream.
+    stream (records go to env's ECHOD_TEST_JOURNAL_SOCKET, by default to none: see
+    JournalSocket in blackbox/test_journal.py).
     socket_activate: a list of option lists (["--datagram", "-l", "127.0.0.1:7"]): echod is
     started by systemd-socket-activate with the first, which starts one with the second (if
     any), and so on. start() returns once the outermost one has bound its addresses; it
@@ -606,6 +607,9 @@ class Daemon:
         if self.journal:
             st = os.fstat(err_w)
             env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+            # Under a journal stream echod sends records to journald's socket: here to none
+            # (its lines then go to the stream), unless the test binds one of its own.
+            env["ECHOD_TEST_JOURNAL_SOCKET"] = "/nonexistent/echod-test-journal"
         env.update({k: v for k, v in self.env_extra.items() if v is not None})
         for k, v in self.env_extra.items():
             if v is None:

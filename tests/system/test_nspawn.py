@@ -28,6 +28,9 @@ required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
 PORT = 7
 STATUS_RE = re.compile(r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused"
                        r"(?:, (\d+) datagrams echoed, (\d+) dropped)?$")
+# MESSAGE_IDs of src/journal-ids.h
+ID_READY = "66a4943ec13549c0a2c2db15236f291b"
+ID_CONNECTION = "0c68e2459c6b44839b88e6a7b6b42503"
 CONN_RE = re.compile(r"connection from (\S+) port (\d+) \(pid (\d+)\) ended: "
                      r"(eof|idle|reset|stop|error)[^,]*, (\d+) bytes echoed in ([0-9.]+) s")
 EXPOSURE_RE = re.compile(r"Overall exposure level for \S+: ([0-9.]+)")
@@ -307,6 +310,25 @@ def tcp_echo(host, payload, timeout=10.0):
                     if not chunk:
                         return bytes(got)
                     got += chunk
+
+
+def port_echo(host, n, timeout=10.0):
+    """One connection echoing n bytes: returns its local port (to find its record)."""
+    payload = os.urandom(n)
+    with socket.socket(family(host), socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, PORT))
+        port = s.getsockname()[1]
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    check(bytes(got) == payload, f"{host}: sent {n} bytes, got {len(got)} back")
+    return port
 
 
 def wait_for(what, fn, timeout, interval=0.2):
@@ -857,6 +879,70 @@ class SystemTest:
               "journalctl -p info does not show them all")
         return f"ready: {ready[0]['MESSAGE']!r}; e.g. {conns[0][0]['MESSAGE']!r}"
 
+    def records(self, *matches):
+        """journalctl -u echo.service MATCH... -o json: the records, MESSAGE as text"""
+        p = self.c.run(["journalctl", "-u", "echo.service", *matches, "-o", "json", "--no-pager"],
+                       timeout=30)
+        return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+
+    def t_journal_records(self):
+        conns = {("127.0.0.1", port_echo("127.0.0.1", n)): n for n in (10, 7000)}
+        conns[("::1", port_echo("::1", 333))] = 333
+
+        def found():
+            rs = self.records("ECHOD_END=eof")
+            by = {(r.get("ECHOD_PEER_ADDR"), int(r.get("ECHOD_PEER_PORT", 0))): r for r in rs}
+            return by if set(conns) <= set(by) else None
+        by = wait_for(f"records of {len(conns)} connections (ECHOD_END=eof)", found, 10)
+        main = int(self.c.show("echo.service", "MainPID") or 0)
+        for key, n in conns.items():
+            r = by[key]
+            m = CONN_RE.search(r.get("MESSAGE", ""))
+            check(m and m.group(1) == key[0] and int(m.group(2)) == key[1], f"MESSAGE {r.get('MESSAGE')!r}")
+            want = {"ECHOD_BYTES": str(n), "ECHOD_END": "eof", "ECHOD_CHILD_PID": m.group(3),
+                    "MESSAGE_ID": ID_CONNECTION, "SYSLOG_IDENTIFIER": "echod", "PRIORITY": "6",
+                    "DOCUMENTATION": "man:echod(8)", "_SYSTEMD_UNIT": "echo.service"}
+            got = {k: r.get(k) for k in want}
+            check(got == want, f"record of {key}: {got}, want {want}")
+            check(r.get("ECHOD_DURATION_USEC", "").isdigit(), f"ECHOD_DURATION_USEC {r.get('ECHOD_DURATION_USEC')}")
+            check(int(r["ECHOD_CHILD_PID"]) != main and r.get("_PID") == str(main),
+                  f"child pid {r['ECHOD_CHILD_PID']}, sent by {r.get('_PID')}, MainPID {main}")
+        # MESSAGE_ID= filtering: only that kind of record
+        rs = self.records(f"MESSAGE_ID={ID_CONNECTION}")
+        check(len(rs) >= len(conns) and all(r.get("MESSAGE_ID") == ID_CONNECTION for r in rs)
+              and all(CONN_RE.search(r.get("MESSAGE", "")) for r in rs),
+              f"MESSAGE_ID={ID_CONNECTION}: {len(rs)} records, not all connection records")
+        ready = self.records(f"MESSAGE_ID={ID_READY}")
+        check(ready and ready[-1].get("MESSAGE", "").startswith("ready: ")
+              and ready[-1].get("ECHOD_MAX_CLIENTS") == "1024" and ready[-1].get("ECHOD_LISTENERS"),
+              f"MESSAGE_ID={ID_READY}: {ready[-1:] }")
+        # journalctl -x: the catalog's text under the records
+        for mid, subject in ((ID_READY, "echod is ready"), (ID_CONNECTION, "A connection to echod ended")):
+            p = self.c.run(["journalctl", "-u", "echo.service", f"MESSAGE_ID={mid}", "-x", "-n", "1",
+                            "--no-pager"], timeout=30)
+            check(subject in p.stdout and "man:echod(8)" in p.stdout,
+                  f"journalctl -x MESSAGE_ID={mid} shows no catalog text:\n{p.stdout}")
+        return f"e.g. {by[next(iter(conns))]['MESSAGE']!r}"
+
+    def t_journal_log_peer(self):
+        self.c.sh("mkdir -p /etc/systemd/system/echo.service.d\n"
+                  "printf '[Service]\\nExecStart=\\nExecStart=/usr/sbin/echod --log-peer network\\n' "
+                  "> /etc/systemd/system/echo.service.d/log-peer.conf\n"
+                  "systemctl daemon-reload\nsystemctl restart echo.service\n", timeout=60)
+        try:
+            port = port_echo("127.0.0.1", 5)
+            rs = wait_for("the masked record", lambda: [
+                r for r in self.records("ECHOD_END=eof", f"ECHOD_PEER_PORT={port}")] or None, 10)
+            r = rs[-1]
+            check(r.get("ECHOD_PEER_ADDR") == "127.0.0.0/24", f"ECHOD_PEER_ADDR {r.get('ECHOD_PEER_ADDR')}")
+            check(r.get("MESSAGE", "").startswith(f"connection from 127.0.0.0/24 port {port} (pid "),
+                  f"MESSAGE {r.get('MESSAGE')!r}")
+            return repr(r["MESSAGE"])
+        finally:
+            self.c.sh("rm -f /etc/systemd/system/echo.service.d/log-peer.conf\n"
+                      "systemctl daemon-reload\nsystemctl restart echo.service\n", timeout=60)
+            self.reset()
+
     def t_stop_draining(self):
         self.reset()
         t0 = time.time()
@@ -1148,6 +1234,11 @@ def main():
         ("systemctl show -p StatusText echo.service shows live counts", t.t_status, False),
         ("journalctl -u echo.service: ready line (notice), one info line per connection",
          t.t_journal, False),
+        ("journald records: journalctl -u echo.service ECHOD_END=eof -o json has every field "
+         "(peer, port, pid, bytes, unit); MESSAGE_ID= filters; journalctl -x shows the catalog",
+         t.t_journal_records, False),
+        ("--log-peer network (a drop-in) masks the address in the text and the fields",
+         t.t_journal_log_peer, False),
         ("systemctl stop echo.service with 20 clients mid-stream: every byte back, inactive "
          "(not failed), cgroup empty", t.t_stop_draining, False),
         ("the stop is logged: 20 connections ended: stop", t.t_stop_logged, False),

@@ -20,6 +20,7 @@ source_root = sys.argv[1]
 required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
 EXAMPLES = {f"/usr/share/doc/echod/examples/{name}" for name in
             ("echo-udp.conf", "echo-access.conf", "echo@.socket", "echo@.service")}
+CATALOG = "/usr/lib/systemd/catalog/echod.catalog"
 DEBIAN_ONLY = {"/usr/share/doc/echod/copyright", "/usr/share/doc/echod/changelog.gz",
                "/usr/share/lintian/overrides/echod"}
 
@@ -113,6 +114,8 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
                      for f in EXAMPLES - set(files))
     report(d and r and not missing, "both ship the examples: the UDP and access-list "
            "drop-ins, echo@.socket and echo@.service", "missing: " + " ".join(missing))
+    report(d and r and CATALOG in d and CATALOG in r, f"both ship the journal catalog {CATALOG}",
+           f"deb: {CATALOG in d}, rpm: {CATALOG in r}")
     modes = sorted(f"{f}: deb {compared[f]} rpm {r[f]}" for f in set(compared) & set(r)
                    if compared[f] != r[f])
     report(d and r and not modes, "with the same modes", "\n".join(modes))
