@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (EMULATED, SLOW, VALGRIND, Daemon, Skip, alive, connect, fd_targets,  # noqa: E402
                        listen_socket, no_valgrind, proc_stat, recv_exact, roundtrip, run,
-                       socket_inode, started, udp_socket, wait_until)
+                       socket_inode, started, udp_socket, urgent_exchange, wait_until)
 
 
 def cpu_of(pid):
@@ -27,14 +27,7 @@ def cpu_of(pid):
 def test_urgent_data(t, exe):
     with started(exe) as (d, ls):
         with connect(ls.getsockname(), 5 * SLOW) as s:
-            s.sendall(b"hello")
-            s.send(b"!", socket.MSG_OOB)
-            time.sleep(0.05)
-            s.sendall(b"world")
-            try:
-                got = recv_exact(s, 11, 3 * SLOW)
-            except (OSError, EOFError) as e:
-                got = repr(e).encode()
+            got = urgent_exchange(s, b"hello", b"world", 3 * SLOW)
             t.ok(got == b"hello!world", "a small exchange with an urgent byte: 'hello!world' comes back in "
                  "line, in order", got)
         wait_until(lambda: not d.children(), 5 * SLOW)

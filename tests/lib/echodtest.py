@@ -276,6 +276,33 @@ def connect(addr, timeout=5.0, family=None):
     return s
 
 
+def connect_from(src, dest, family=socket.AF_INET):
+    """A TCP connection to dest from the local address src (e.g. 127.0.0.2)."""
+    c = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        c.bind((src, 0))
+        c.settimeout(5 * SLOW)
+        c.connect(dest)
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def urgent_exchange(s, head, tail, timeout=3.0):
+    """Sends head, one urgent byte b"!" (MSG_OOB), then tail; returns what comes back (the
+    bytes expected are head + b"!" + tail), or the error's text."""
+    if head:
+        s.sendall(head)
+    s.send(b"!", socket.MSG_OOB)
+    time.sleep(0.05)
+    s.sendall(tail)
+    try:
+        return recv_exact(s, len(head) + 1 + len(tail), timeout)
+    except (OSError, EOFError) as e:
+        return repr(e).encode()
+
+
 def recv_exact(s, n, timeout=5.0):
     """Reads exactly n bytes or raises (timeout, EOF)."""
     s.settimeout(timeout)

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (LINE_RE, SLOW, Daemon, Skip, free_port, is_refused_or_closed,  # noqa: E402
+from echodtest import (LINE_RE, SLOW, Daemon, Skip, connect_from, free_port, is_refused_or_closed,  # noqa: E402
                        listen_socket, pattern, run, stream_echo, wait_until)
 
 SRC_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -80,18 +80,6 @@ def show_stat(sock_path):
             row = dict(zip(names, ln.split(",")))
             out[(row.get("pxname"), row.get("svname"))] = row
     return out
-
-
-def connect_from(src, addr):
-    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        c.bind((src, 0))
-        c.settimeout(5 * SLOW)
-        c.connect(addr)
-    except BaseException:
-        c.close()
-        raise
-    return c
 
 
 def echoes(c, msg):

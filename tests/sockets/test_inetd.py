@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (LINE_RE, SLOW, SOCKET_ACTIVATE, Daemon, connect, fill_until_stuck,  # noqa: E402
                        free_port, have_ipv6, listen_socket, pattern, recv_exact, run, socket_of,
-                       stream_echo)
+                       stream_echo, urgent_exchange)
 
 
 def test_socket_activate_tcp(t, exe):
@@ -125,13 +125,7 @@ def test_inetd_options(t, exe):
                 inline = cs.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)
             t.ok(nodelay != 0, f"inetd mode: TCP_NODELAY set on the passed connection ({nodelay})")
             t.ok(inline != 0, f"inetd mode: SO_OOBINLINE set on the passed connection ({inline})")
-        c.send(b"!", socket.MSG_OOB)
-        time.sleep(0.05)
-        c.sendall(b"after")
-        try:
-            got = recv_exact(c, 6, 3 * SLOW)
-        except (OSError, EOFError) as e:
-            got = repr(e).encode()
+        got = urgent_exchange(c, b"", b"after", 3 * SLOW)
         t.ok(got == b"!after", "inetd mode: an urgent byte comes back in line", got)
     t.ok(d.wait(5 * SLOW) == 0, "inetd mode: exits 0 when the client goes", d.stderr_text())
 

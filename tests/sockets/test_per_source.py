@@ -11,19 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import LINE_RE, SLOW, Daemon, have_ipv6, listen_socket, run, wait_until  # noqa: E402
-
-
-def connect_from(src, dest, family=socket.AF_INET):
-    c = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        c.bind((src, 0))
-        c.settimeout(5 * SLOW)
-        c.connect(dest)
-    except BaseException:
-        c.close()
-        raise
-    return c
+from echodtest import (LINE_RE, SLOW, Daemon, connect_from, have_ipv6, listen_socket, run,  # noqa: E402
+                       wait_until)
 
 
 def served(c, msg=b"ping"):
