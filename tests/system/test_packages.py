@@ -64,7 +64,7 @@ def rpm_files(rpm):
     return files
 
 
-print("1..8")
+print("1..9")
 
 with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     # The packages' own test runs are not the point here (CI runs the suites on the tree).
