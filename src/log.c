@@ -41,7 +41,10 @@ static bool stderr_is_journal(void) {
 }
 
 void log_setup(int level) {
+        struct stat st;
+
         log_max_level = level;
+        log_stderr_type = fstat(STDERR_FILENO, &st) == 0 ? (unsigned)(st.st_mode & S_IFMT) : 0;
         log_use_prefix = stderr_is_journal();
         if (log_use_prefix && journal_fd < 0)
                 journal_fd = journal_open(); /* -errno: every event falls back to its line */

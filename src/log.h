@@ -13,6 +13,9 @@
 /* Set by log_setup(): the highest level written, and whether lines carry a "<N>" prefix. */
 extern int log_max_level;
 extern bool log_use_prefix;
+/* What stderr is (st_mode & S_IFMT, 0: not known): a socket takes a line without waiting or
+ * not at all, a regular file at once, anything else once it polls writable. */
+extern unsigned log_stderr_type;
 
 /* Reads JOURNAL_STREAM and compares it with stderr; sets the maximum level logged. When
  * stderr is the journal, opens the journal's native socket: from then on the main

@@ -3,10 +3,13 @@
  * log_setup() in the main process and inherited. */
 #include "log.h"
 
+#include <sys/stat.h>
+
 #include "sys.h"
 
 int log_max_level = LOG_INFO;
 bool log_use_prefix = false;
+unsigned log_stderr_type = 0;
 
 void log_line_start(struct log_line *l) {
         l->n = LOG_LINE_PREFIX;
@@ -64,16 +67,18 @@ static bool stderr_writable(int timeout_ms) {
 bool log_write_line(const char *line, size_t n, int timeout_ms) {
         ssize_t r;
 
-        /* The journal's stream is a socket: without waiting it takes a short line whole or
-         * not at all, so a line is never split. */
-        r = sys_send(STDERR_FILENO, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (r == -EAGAIN && stderr_writable(timeout_ms))
+        if (log_stderr_type == S_IFSOCK) {
+                /* The journal's stream: without waiting it takes a short line whole or not
+                 * at all, so a line is never split. */
                 r = sys_send(STDERR_FILENO, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (r != -ENOTSOCK)
+                if (r == -EAGAIN && stderr_writable(timeout_ms))
+                        r = sys_send(STDERR_FILENO, line, n, MSG_DONTWAIT | MSG_NOSIGNAL);
                 return r >= 0;
-        /* A pipe, a terminal or a file: one write once it polls writable (a pipe with room
-         * takes up to PIPE_BUF at once); a short write is not retried. */
-        if (!stderr_writable(timeout_ms))
+        }
+        /* A pipe or a terminal: one write once it polls writable (a pipe with room takes up
+         * to PIPE_BUF at once); a regular file is always writable. A short write is not
+         * retried. */
+        if (log_stderr_type != S_IFREG && !stderr_writable(timeout_ms))
                 return false;
         while ((r = sys_write(STDERR_FILENO, line, n)) == -EINTR)
                 ;

@@ -233,10 +233,12 @@ def fill_stderr(d):
     try:
         os.write(w, b"(stalled)\n")  # wakes the reader, which then waits
         time.sleep(0.2)
-        while True:
-            os.write(w, b"(stalled)\n" * 100)
-    except BlockingIOError:
-        pass
+        for chunk in (b"(stalled)\n" * 100, b"\n"):  # the last bytes of room one by one
+            try:
+                while True:
+                    os.write(w, chunk)
+            except BlockingIOError:
+                pass
     finally:
         os.close(w)
 
