@@ -35,17 +35,21 @@ static const char *error_text(int error) {
         }
 }
 
-/* Sends the connection's report to the parent, if there is one to send to. False if not
- * sent: the caller writes the line itself, so nothing is lost. */
-static bool client_report_send(const struct client *c, const struct echo_result *result,
-                               uint64_t duration_usec, const struct log_line *line) {
+/* Sends the connection's report to the parent (report_fd >= 0). False if not sent: the
+ * caller writes the line itself, so nothing is lost. Never inlined, and called only with a
+ * report fd: its buffer must not deepen the stack of every child (each page a child writes
+ * is a page of its own while it lives). */
+static __attribute__((noinline)) bool client_report_send(const struct client *c,
+                                                         const struct echo_result *result,
+                                                         uint64_t duration_usec,
+                                                         const struct log_line *line) {
         struct client_report report;
         size_t n_text = line->n - LOG_LINE_PREFIX, n_peer = c->peer_len;
         const char *peer = (const char *)&c->peer;
         /* volatile: a plain copy loop may be compiled into a call of libc's memcpy() */
         volatile char *to;
 
-        if (c->report_fd < 0 || LOG_INFO > log_max_level)
+        if (LOG_INFO > log_max_level)
                 return false;
         report.pid = sys_getpid();
         report.end = (int32_t)result->end;
@@ -106,7 +110,7 @@ enum echo_end client_serve(const struct client *c) {
         log_line_str(&line, " s");
         /* Closed first: the client is done whether or not its line or report is taken at once. */
         sys_close(c->conn_fd);
-        if (!client_report_send(c, &result, end_usec - c->start_usec, &line))
+        if (c->report_fd < 0 || !client_report_send(c, &result, end_usec - c->start_usec, &line))
                 log_line_emit(LOG_INFO, &line);
         return result.end;
 }
