@@ -261,7 +261,10 @@ def test_stderr_stalled(t, exe):
         with connect(ls.getsockname(), 5 * SLOW) as s:
             s.sendall(b"again")
             t.ok(recv_exact(s, 5, 5 * SLOW) == b"again", "the accept loop goes on serving")
+        held = len(d.err)
         d.resume_stderr()
+        # The reader takes what the pipe held before the main process logs again.
+        wait_until(lambda: len(d.err) >= held + 60000, 5 * SLOW)
         with connect(ls.getsockname(), 5 * SLOW) as s:
             s.sendall(b"x")
             recv_exact(s, 1, 5 * SLOW)
