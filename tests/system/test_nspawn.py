@@ -192,7 +192,7 @@ class Container:
 
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", self.root, "--register=no", "--keep-unit",
-             "--machine=echotest", "--console=read-only", *self.nspawn_args, "-b"],
+             f"--machine=echotest-{os.getpid()}", "--console=read-only", *self.nspawn_args, "-b"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent)
         log.close()
