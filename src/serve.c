@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "config.h"
 #include "clock.h"
 #include "children.h"
 #include "drain.h"
@@ -29,6 +31,7 @@
 #include "refused.h"
 #include "report.h"
 #include "pending.h"
+#include "reexec.h"
 #include "sys.h"
 #include "tally.h"
 #include "udp.h"
@@ -51,11 +54,14 @@ struct serve {
         struct tally refused_log;
         struct refused refused_sources; /* who was refused since the last line */
         struct drain drain;             /* once a stop has begun */
+        bool reloading;                 /* SIGHUP: re-execute once no connection waits for a header */
         bool at_cap;                    /* at the cap since the backlog was last seen empty */
         uint64_t n_cap_episodes;        /* times the cap was reached */
         struct tally cap_log;
-        struct fault fault;   /* accept() or fork() failing for want of resources */
-        size_t n_pending_max; /* room in pfds for connections waiting for a PROXY header */
+        struct fault fault;            /* accept() or fork() failing for want of resources */
+        size_t n_pending_max;          /* room in pfds for connections waiting for a PROXY header */
+        int32_t handoff_report_fds[2]; /* the report socketpair a reload handed over */
+        unsigned n_adopted;            /* children taken over from the image before a reload */
 };
 
 /* Refused in all: over the per-source cap, or without a valid PROXY header. */
@@ -201,6 +207,9 @@ static void serve_signals(struct serve *s, uint64_t now) {
                 case SIGINT:
                         serve_stop(s, now);
                         break;
+                case SIGHUP:
+                        s->reloading = !s->drain.stopping;
+                        break;
                 default:
                         log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
                 }
@@ -277,7 +286,8 @@ static bool serve_full(const struct serve *s) {
 /* Whether a connection may be taken now: not stopping, below the cap, not paused. Looked
  * at before each accept, since one pass may find several listeners ready. */
 static bool serve_accepting(const struct serve *s, uint64_t now) {
-        return !s->drain.stopping && !serve_full(s) && fault_paused_until(&s->fault, now) == 0;
+        return !s->drain.stopping && !s->reloading && !serve_full(s) &&
+               fault_paused_until(&s->fault, now) == 0;
 }
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
@@ -327,6 +337,50 @@ static int serve_arm(struct serve *s, uint64_t now) {
         return clock_timeout_ms(deadline, now);
 }
 
+/* After a reload: the children, counters and report socket of the image before. Its
+ * children are ours like any other; one that ended during the exec is reaped at once. A
+ * state this version cannot read still names the children: they are drained as on a stop. */
+static void serve_adopt(struct serve *s) {
+        const pid_t *pids;
+        size_t n_pids;
+        const struct handoff *h = reexec_handoff(&pids, &n_pids);
+        unsigned n_lost = 0;
+
+        for (size_t i = 0; !h && i < n_pids; i++) {
+                if (children_add(s->children, pids[i], ADDR_SOURCE_NONE) < 0)
+                        n_lost++;
+                (void)kill(pids[i], SIGTERM);
+        }
+        if (h) {
+                s->n_served = h->n_served;
+                s->n_refused = h->n_refused;
+                s->refused_log.n_logged = h->n_refused; /* logged by the image before */
+                s->handoff_report_fds[0] = h->report_fds[0];
+                s->handoff_report_fds[1] = h->report_fds[1];
+                for (size_t i = 0; i < h->n_children; i++)
+                        if (children_add(s->children, h->children[i].pid, h->children[i].source) < 0) {
+                                (void)kill(h->children[i].pid, SIGTERM); /* cannot be: same cap */
+                                n_lost++;
+                        }
+                s->n_adopted = children_count(s->children);
+        }
+        if (n_lost > 0)
+                log_error("No room for %u children of the image before the reload: stopped", n_lost);
+        if (h || n_pids > 0)
+                (void)children_reap(s->children, false);
+}
+
+/* The datagram counts of the image before a reload, once there is a UDP state. */
+static void serve_adopt_udp(struct serve *s) {
+        const pid_t *pids;
+        size_t n_pids;
+        const struct handoff *h = reexec_handoff(&pids, &n_pids);
+
+        if (h && s->udp)
+                udp_counts_carry(s->udp, h->udp_echoed, h->udp_dropped);
+        reexec_handoff_done();
+}
+
 static int serve_setup(struct serve *s) {
         struct rlimit limit;
         sigset_t mask;
@@ -345,13 +399,15 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
-        r = report_new(&s->report);
+        serve_adopt(s);
+        r = report_adopt(s->handoff_report_fds, &s->report);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the socket for the children's reports: %m");
         s->report_fd = report_child_fd(s->report);
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
+        serve_adopt_udp(s);
         if (s->n_pending_max > 0) {
                 r = pending_new(s->n_pending_max, s->pfds + 1 + s->listeners->n, &s->pending);
                 if (r < 0)
@@ -394,8 +450,15 @@ static __attribute__((noinline)) void serve_ready(struct serve *s, uint64_t now)
         (void)journal_record_addf(&rec, "ECHOD_LISTENERS", "%s", names);
         (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
         (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
-        log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients", names,
-                  s->options->max_clients);
+        (void)journal_record_addf(&rec, "ECHOD_VERSION", "%s", ECHOD_VERSION);
+        if (s->n_adopted > 0 || reexec_reloaded()) {
+                (void)journal_record_addf(&rec, "ECHOD_ADOPTED", "%u", s->n_adopted);
+                log_event(LOG_NOTICE, ECHOD_ID_READY, &rec,
+                          "ready: %s; max %u clients; echod %s, reloaded, %u clients taken over", names,
+                          s->options->max_clients, ECHOD_VERSION, s->n_adopted);
+        } else
+                log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients; echod %s", names,
+                          s->options->max_clients, ECHOD_VERSION);
         format_status(s, status, sizeof(status));
         notify_ready(&s->notify, status, now);
 }
@@ -412,6 +475,57 @@ static __attribute__((noinline)) void serve_log_stopped(const struct serve *s) {
         (void)journal_record_addf(&rec, "ECHOD_JOURNAL_DROPPED", "%lu", log_journal_dropped());
         log_event(LOG_NOTICE, ECHOD_ID_STOPPED, &rec, "stopped: %" PRIu64 " served, %" PRIu64 " refused",
                   s->n_served, serve_refused(s));
+}
+
+static void child_hand_over(pid_t pid, uint64_t source, void *userdata) {
+        struct handoff *h = userdata;
+
+        h->children[h->n_children++] = (struct handoff_child){ .pid = pid, .source = source };
+}
+
+/* SIGHUP, once no connection waits for its PROXY header (their header comes within
+ * PENDING_TIMEOUT_USEC; new connections wait in the backlog meanwhile): a new image of
+ * the installed binary takes over (reexec.h). Returns only if it could not: this image
+ * serves on and tells the service manager so, READY=1 ending the reload. */
+static __attribute__((noinline)) void serve_reload(struct serve *s, uint64_t now) {
+        struct handoff h = { .n_served = s->n_served, .n_refused = serve_refused(s) };
+        char why[512], status[160], state[sizeof(status) + 64];
+        struct journal_record rec;
+        int r;
+
+        s->reloading = false;
+        notify_reloading(&s->notify, now);
+        log_notice("reloading: checking that %s can start", reexec_path());
+        r = reexec_check(why, sizeof(why));
+        if (r == 0) {
+                /* The reports of children that ended are logged here, by the image that
+                 * counted them; a child that ends from now on is reaped by the next. */
+                report_read_all(s->report);
+                (void)children_reap(s->children, false);
+                report_fds(s->report, h.report_fds);
+                if (s->udp)
+                        udp_counts(s->udp, &h.udp_echoed, &h.udp_dropped);
+                h.children = calloc(children_count(s->children) + 1, sizeof(struct handoff_child));
+                if (!h.children) {
+                        r = -ENOMEM;
+                        snprintf(why, sizeof(why), "out of memory");
+                } else {
+                        children_foreach(s->children, child_hand_over, &h);
+                        r = reexec_exec(&h, s->listeners, notify_socket_path(&s->notify),
+                                        s->notify.watchdog_usec, why, sizeof(why));
+                }
+                free(h.children);
+        }
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_VERSION", "%s", ECHOD_VERSION);
+        (void)journal_record_addf(&rec, "ERRNO", "%d", -r);
+        log_event(LOG_ERR, ECHOD_ID_RELOAD_FAILED, &rec,
+                  "Reload failed, still serving with echod %s (pid %d), no connection dropped: %s",
+                  ECHOD_VERSION, (int)getpid(), why);
+        format_status(s, status, sizeof(status));
+        snprintf(state, sizeof(state), "%s; reload failed", status);
+        notify_ready(&s->notify, state, clock_now_usec());
+        notify_status_changed(&s->notify); /* the counts alone again within a second */
 }
 
 /* The loop, until a stop has drained. Returns 0, or -errno after logging (poll() failed). */
@@ -444,6 +558,8 @@ static int serve_run(void *userdata) {
                 if (s->pending && pending_serve(s->pending, now, serve_admit_proxied, s) > 0)
                         notify_status_changed(&s->notify);
                 serve_timers(s, now);
+                if (s->reloading && !s->drain.stopping && (!s->pending || pending_count(s->pending) == 0))
+                        serve_reload(s, now);
         }
         serve_log_stopped(s);
         return 0;
@@ -476,6 +592,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .signal_fd = -1,
                 .report_fd = -1,
                 .n_pending_max = n_pending_max,
+                .handoff_report_fds = { -1, -1 },
         };
         notify_setup(&s->notify, now);
         r = serve_setup(s);

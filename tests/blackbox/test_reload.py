@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Reload (SIGHUP) re-executes echod in place: with the same binary, 20 established
+connections go on echoing byte-exact on the same sockets and children, the PID stays,
+RELOADING=1 then READY=1 reach the service manager, STATUS keeps its counts, new
+connections are served, the adopted children are counted, reaped and drained by SIGTERM.
+With a binary that cannot start (replaced on disk, as an upgrade would), the running image
+serves on, every connection intact, with one clear line and READY=1. --listen sockets are
+taken over too."""
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, connect, free_port,  # noqa: E402
+                       listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run,
+                       status_counts)
+
+
+def echo_each(conns, round_no):
+    """Sends a distinct payload on every connection and checks it comes back byte-exact;
+    returns the indexes of the connections that did not."""
+    bad = []
+    for i, s in enumerate(conns):
+        data = pattern(3000 + i, seed=round_no * 100 + i)
+        try:
+            s.sendall(data)
+            if recv_exact(s, len(data), 5 * SLOW) != data:
+                bad.append(i)
+        except OSError:
+            bad.append(i)
+    return bad
+
+
+def reload_and_wait(d, n_ready_before):
+    """SIGHUP, then RELOADING=1 and one more READY=1; returns the notify messages since."""
+    n_before = len(d.notify.snapshot())
+    d.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20 * SLOW
+    while time.monotonic() < deadline:
+        msgs = d.notify.snapshot()
+        if sum("READY=1" in m[3].split("\n") for m in msgs) > n_ready_before:
+            return msgs[n_before:]
+        time.sleep(0.02)
+    return d.notify.snapshot()[n_before:]
+
+
+def no_emulator():
+    if EMULATED:
+        raise Skip("the reload executes the binary itself, which needs binfmt_misc under an emulator")
+
+
+def test_reload_same_binary(t, exe):
+    no_emulator()
+    ls = listen_socket()
+    conns = []
+    try:
+        d = Daemon(exe, ["--drain-timeout", "20"], sockets=[ls]).start()
+        d.wait_ready()
+        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+        t.ok(not echo_each(conns, 1), "20 connections echo before the reload")
+        kids = {p for p, _ in d.children()}
+        st = d.notify.wait_status(lambda c: c[0] == 20 and c[2] == 20, 5 * SLOW)
+        t.ok(st and st[:4] == (20, 1024, 20, 0), f"STATUS before: 20/1024 active, 20 served ({st})")
+
+        msgs = reload_and_wait(d, 1)
+        texts = [m[3] for m in msgs]
+        reloading = [x for x in texts if "RELOADING=1" in x.split("\n")]
+        t.ok(reloading and any(ln.startswith("MONOTONIC_USEC=") for ln in reloading[0].split("\n")),
+             "RELOADING=1 with MONOTONIC_USEC is sent", repr(texts))
+        ready = [m for m in msgs if "READY=1" in m[3].split("\n")]
+        t.ok(ready and ready[0][1] == d.pid and d.poll() is None,
+             f"READY=1 again, from the same PID {d.pid}, which still runs", repr(texts))
+        line = d.wait_line(r"ready: .*; echod \S+, reloaded, 20 clients taken over", 5 * SLOW)
+        t.ok(bool(line), "the new image's ready line says it took over 20 clients", d.stderr_text()[-2000:])
+        after = {p for p, _ in d.children()}
+        t.ok(after == kids, "the same 20 children serve, nothing was forked or lost",
+             f"before {sorted(kids)} after {sorted(after)}")
+        t.ok(not echo_each(conns, 2), "all 20 connections still echo byte-exact on the same sockets")
+        st = status_counts(ready[0][3].split("STATUS=", 1)[1]) if ready and "STATUS=" in ready[0][3] else None
+        t.ok(st and st[:4] == (20, 1024, 20, 0), f"READY's STATUS keeps the counts: 20 active, 20 served ({st})")
+
+        t.ok(all(roundtrip(ls.getsockname(), pattern(5000, seed=k), 5 * SLOW) == pattern(5000, seed=k)
+                 for k in range(5)), "5 new connections are served by the new image")
+        for s in conns[:5]:
+            s.close()
+        st = d.notify.wait_status(lambda c: c[0] == 15 and c[2] == 25, 5 * SLOW)
+        t.ok(st and st[:3] == (15, 1024, 25),
+             f"5 adopted children that end are reaped and uncounted: 15 active, 25 served ({st})")
+
+        d.send_signal(signal.SIGTERM)
+        t.ok(d.wait_line(r"stopping: 15 clients draining", 5 * SLOW), "SIGTERM drains the 15 adopted children",
+             d.stderr_text()[-1500:])
+        ends = [recv_to_eof(s, 10 * SLOW) for s in conns[5:]]
+        t.ok(all(e == b"" for e in ends), "each adopted connection ends with EOF")
+        rc = d.wait(15 * SLOW)
+        t.ok(rc == 0, f"exit 0 after the drain ({rc})", d.stderr_text()[-1500:])
+        t.ok(not [p for p in kids if alive(p)], "no child left")
+    finally:
+        for s in conns:
+            s.close()
+        ls.close()
+
+
+def broken_binary(path, kind):
+    """Replaces path as a package upgrade does (a new file renamed over it)."""
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(b"\x7fELF not really\n" if kind == "garbage" else b"#!/bin/sh\necho broken >&2\nexit 3\n")
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, path)
+
+
+def test_reload_broken_binary(t, exe):
+    no_emulator()
+    for kind, expect in (("garbage", r"cannot run|--check"), ("fails", r"--check exited with status 3")):
+        tmp = tempfile.mkdtemp(prefix="echod-reload-")
+        copy = os.path.join(tmp, "echod")
+        shutil.copy2(exe, copy)
+        ls = listen_socket()
+        conns = []
+        try:
+            d = Daemon(copy, sockets=[ls]).start()
+            d.wait_ready()
+            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+            t.ok(not echo_each(conns, 1), f"{kind}: 20 connections echo")
+            kids = {p for p, _ in d.children()}
+            broken_binary(copy, kind)
+            msgs = reload_and_wait(d, 1)
+            line = d.wait_line(r"Reload failed, still serving with echod \S+ \(pid %d\), no connection "
+                               r"dropped: .*(%s)" % (d.pid, expect), 5 * SLOW)
+            t.ok(bool(line), f"{kind}: one clear line says the reload failed and why",
+                 d.stderr_text()[-2000:])
+            ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
+            t.ok(ready and "reload failed" in ready[0], f"{kind}: READY=1 ends the reload, STATUS says it failed",
+                 repr([m[3] for m in msgs]))
+            t.ok(d.poll() is None and {p for p, _ in d.children()} == kids,
+                 f"{kind}: the old image still runs with its 20 children")
+            t.ok(not echo_each(conns, 2), f"{kind}: every connection still echoes byte-exact")
+            t.ok(roundtrip(ls.getsockname(), b"after", 5 * SLOW) == b"after",
+                 f"{kind}: new connections are still served")
+            st = d.notify.wait_status(lambda c: c[2] == 21, 5 * SLOW)
+            t.ok(st and st[2] == 21, f"{kind}: STATUS goes on counting ({st})")
+            for s in conns:
+                s.close()
+            rc = d.stop()
+            t.ok(rc == 0, f"{kind}: SIGTERM still stops it cleanly ({rc})")
+        finally:
+            for s in conns:
+                s.close()
+            ls.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_reload_listen_option(t, exe):
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    path = os.path.join(tmp, "e.sock")
+    port = free_port()
+    conns = []
+    try:
+        d = Daemon(exe, ["--listen", f"127.0.0.1:{port}", "--listen", path]).start()
+        d.wait_ready()
+        conns = [connect(("127.0.0.1", port), 5 * SLOW) for _ in range(3)]
+        t.ok(not echo_each(conns, 1), "--listen: 3 connections echo")
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW),
+             "--listen: the new image took over the sockets (no bind again) and the 3 children",
+             d.stderr_text()[-2000:])
+        t.ok(not echo_each(conns, 2), "--listen: the 3 connections still echo")
+        t.ok(roundtrip(("127.0.0.1", port), b"tcp", 5 * SLOW) == b"tcp", "--listen: the TCP socket is served")
+        t.ok(roundtrip(path, b"unix", 5 * SLOW) == b"unix", "--listen: the AF_UNIX socket is served")
+        for s in conns:
+            s.close()
+        rc = d.stop()
+        t.ok(rc == 0 and not os.path.exists(path),
+             f"--listen: exit 0, and the path is still removed on exit ({rc})")
+    finally:
+        for s in conns:
+            s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run([test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option])
