@@ -16,8 +16,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, connect, free_port,  # noqa: E402
-                       listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run,
+                       listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run, started,
                        status_counts)
+from test_journal import ID_READY, JournalSocket, one  # noqa: E402
 
 
 def echo_each(conns, round_no):
@@ -184,5 +185,37 @@ def test_reload_listen_option(t, exe):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_reports(t, exe):
+    """Under journald the children report to the main process over a socket (their
+    connection's record): the new image reads the reports of the children it took over."""
+    no_emulator()
+    j = JournalSocket()
+    conns = []
+    try:
+        with started(exe, journal=True, env=j.env()) as (d, ls):
+            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(3)]
+            t.ok(not echo_each(conns, 1), "journal: 3 connections echo")
+            kids = {p for p, _ in d.children()}
+            reload_and_wait(d, 1)
+            ready = j.wait_for(lambda r: one(r, "MESSAGE_ID") == ID_READY and one(r, "ECHOD_ADOPTED") == "3",
+                               5 * SLOW)
+            t.ok(ready and one(ready[0], "ECHOD_VERSION"), "journal: the new image's ready record says "
+                 "it took over 3 clients, with its version", str(j.records[-3:]))
+            for s in conns:
+                s.close()
+            rs = j.wait_for(lambda r: one(r, "ECHOD_CHILD_PID") in {str(p) for p in kids}
+                            and one(r, "ECHOD_END") == "eof", 10 * SLOW, count=3)
+            t.ok(len(rs) == 3, f"journal: the 3 adopted children's reports become records ({len(rs)})",
+                 str(j.records[-5:]))
+            t.ok(not d.wait_line(r"connection from", 0.3),
+                 "journal: no child had to write its line itself", d.stderr_text()[-1500:])
+            t.ok(d.stop() == 0, "journal: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        j.close()
+
+
 if __name__ == "__main__":
-    run([test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option])
+    run([test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
+         test_reload_reports])
