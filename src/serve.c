@@ -208,6 +208,9 @@ static void serve_signals(struct serve *s, uint64_t now) {
                         serve_stop(s, now);
                         break;
                 case SIGHUP:
+                        /* Said at once: the reload may wait for PROXY headers first. */
+                        if (!s->drain.stopping && !s->reloading)
+                                notify_reloading(&s->notify, now);
                         s->reloading = !s->drain.stopping;
                         break;
                 default:
@@ -487,14 +490,13 @@ static void child_hand_over(pid_t pid, uint64_t source, void *userdata) {
  * PENDING_TIMEOUT_USEC; new connections wait in the backlog meanwhile): a new image of
  * the installed binary takes over (reexec.h). Returns only if it could not: this image
  * serves on and tells the service manager so, READY=1 ending the reload. */
-static __attribute__((noinline)) void serve_reload(struct serve *s, uint64_t now) {
+static __attribute__((noinline)) void serve_reload(struct serve *s) {
         struct handoff h = { .n_served = s->n_served, .n_refused = serve_refused(s) };
         char why[512], status[160], state[sizeof(status) + 64];
         struct journal_record rec;
         int r;
 
         s->reloading = false;
-        notify_reloading(&s->notify, now);
         log_notice("reloading: checking that %s can start", reexec_path());
         r = reexec_check(why, sizeof(why));
         if (r == 0) {
@@ -559,7 +561,7 @@ static int serve_run(void *userdata) {
                         notify_status_changed(&s->notify);
                 serve_timers(s, now);
                 if (s->reloading && !s->drain.stopping && (!s->pending || pending_count(s->pending) == 0))
-                        serve_reload(s, now);
+                        serve_reload(s);
         }
         serve_log_stopped(s);
         return 0;
