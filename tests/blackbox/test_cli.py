@@ -126,13 +126,13 @@ def test_help_lists_the_parser(t, exe):
     text = subprocess.run(command(exe, "--help"), capture_output=True, timeout=10 * SLOW).stdout.decode()
     opts = parse_help(text)
     expected = {"listen", "listen-udp", "max-clients", "max-per-source", "idle-timeout",
-                "drain-timeout", "log-level", "log-peer", "proxy-protocol", "help", "version"}
+                "drain-timeout", "log-level", "log-peer", "proxy-protocol", "check", "help", "version"}
     t.ok(set(opts) == expected, "--help lists exactly the options of the interface",
          f"listed {sorted(opts)}, expected {sorted(expected)}")
     shorts = {s for s, _ in opts.values() if s}
     for name, (short, has_value) in sorted(opts.items()):
         for spelling in ([f"--{name}"] + ([f"-{short}"] if short else [])):
-            if name in ("help", "version"):
+            if name in ("help", "version", "check"):
                 r = subprocess.run(command(exe, spelling), capture_output=True, timeout=10 * SLOW)
                 t.ok(r.returncode == 0, f"listed option {spelling} is accepted (exit {r.returncode})")
                 continue

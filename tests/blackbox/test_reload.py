@@ -10,12 +10,14 @@ taken over too."""
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, connect, free_port,  # noqa: E402
+from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, free_port,  # noqa: E402
                        listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run, started,
                        status_counts)
 from test_journal import ID_READY, JournalSocket, one  # noqa: E402
@@ -104,6 +106,21 @@ def test_reload_same_binary(t, exe):
         for s in conns:
             s.close()
         ls.close()
+
+
+def test_check(t, exe):
+    """--check, what a reload runs on the new binary: the same options, the self-test, no
+    socket opened, exit 0; a bad option exits 64 as it would at start."""
+    port = free_port()
+    r = subprocess.run(command(exe, "--check", "--listen", f"127.0.0.1:{port}", "--max-clients", "5"),
+                       capture_output=True, timeout=20 * SLOW)
+    t.ok(r.returncode == 0 and r.stdout == b"" and r.stderr == b"",
+         f"--check with good options exits 0, quietly ({r.returncode} {r.stderr!r})")
+    with socket.socket() as s:
+        t.ok(s.connect_ex(("127.0.0.1", port)) != 0, "... and listened on nothing")
+    r = subprocess.run(command(exe, "--check", "--max-clients", "0"), capture_output=True, timeout=20 * SLOW)
+    t.ok(r.returncode == 64 and r.stderr.count(b"\n") == 1,
+         f"--check with a bad option exits 64 with one line ({r.returncode} {r.stderr!r})")
 
 
 def broken_binary(path, kind):
@@ -217,5 +234,5 @@ def test_reload_reports(t, exe):
 
 
 if __name__ == "__main__":
-    run([test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
+    run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
          test_reload_reports])
