@@ -8,6 +8,7 @@ overlayfs; skips without them (fails if ECHOD_SYSTEM_TESTS_REQUIRED=1).
 usage: test_nspawn.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
 
 import ctypes
+import fcntl
 import glob
 import json
 import os
@@ -76,6 +77,9 @@ def check(cond, msg):
 
 # ---------------------------------------------------------------- the container
 
+BOOT_TARGET = "echod-test.target"
+
+
 class Container:
     def __init__(self, nspawn_args=()):
         self.nspawn_args = list(nspawn_args)  # more systemd-nspawn options
@@ -99,6 +103,11 @@ class Container:
                         f"lowerdir=/,upperdir={self.tmp}/upper,workdir={self.tmp}/work",
                         self.root], check=True, timeout=10)
         self.mounts.append(self.root)
+        # The container boots this target, not the host's default one: whatever else the
+        # host has installed (a database, a web server) neither starts nor holds the boot.
+        with open(os.path.join(self.root, "etc/systemd/system", BOOT_TARGET), "w") as f:
+            f.write("[Unit]\nDescription=echod system test\nRequires=basic.target\n"
+                    "After=basic.target\nAllowIsolate=yes\n")
         # A real host has no policy-rc.d: without this, dpkg would not start echo.socket.
         for f in ("usr/sbin/policy-rc.d",):
             path = os.path.join(self.root, f)
@@ -192,7 +201,8 @@ class Container:
 
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", self.root, "--register=no", "--keep-unit",
-             f"--machine=echotest-{os.getpid()}", "--console=read-only", *self.nspawn_args, "-b"],
+             f"--machine=echotest-{os.getpid()}", "--console=read-only", *self.nspawn_args, "-b",
+             f"systemd.unit={BOOT_TARGET}"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent)
         log.close()
@@ -1191,6 +1201,30 @@ class SystemTest:
         check(st in ("not-installed", "config-files", ""), f"dpkg status {st}")
 
 
+LOCK_PATH = "/run/lock/echod-nspawn-test.lock"
+LOCK_WAIT = 300  # seconds: another system test run may be ahead of this one
+host_lock = None
+
+
+def take_host_lock():
+    """The containers share the host's network (port 7): one system test at a time per host.
+    Waits for a run that holds the lock; the lock goes with this process."""
+    global host_lock
+    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+    host_lock = open(LOCK_PATH, "w")
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(host_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                print(f"1..1\nnot ok 1 - another system test held {LOCK_PATH} for "
+                      f"{LOCK_WAIT} s")
+                sys.exit(1)
+            time.sleep(1)
+
+
 def preflight():
     """Skips (or fails) without what the container needs; fails if port 7 is taken."""
     if os.geteuid() != 0:
@@ -1206,6 +1240,7 @@ def preflight():
                     skip_or_fail("no overlayfs")
     if os.path.exists("/run/systemd/system"):
         pass  # fine: the container has its own PID 1
+    take_host_lock()
     try:
         socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
         print(f"1..1\nnot ok 1 - something already listens on port {PORT}")
