@@ -65,8 +65,13 @@ static void handoff_take(void) {
         re.pids = n > 0 ? calloc((size_t)n, sizeof(pid_t)) : NULL;
         if (re.pids)
                 re.n_pids = (size_t)handoff_pids(re.state, (size_t)size, re.pids, (size_t)n);
-        log_warning("The state of the image before the reload is %s: its %zd children are drained",
-                    r == -EPROTONOSUPPORT ? "of another version" : "not readable", n < 0 ? (ssize_t)0 : n);
+        if (n < 0)
+                log_error("The state of the image before the reload is not readable: its children "
+                          "are not known");
+        else
+                log_warning("The state of the image before the reload is of another version: its %zd "
+                            "children are drained",
+                            n);
 }
 
 void reexec_init(int argc, char *argv[]) {
