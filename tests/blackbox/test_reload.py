@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, free_port,  # noqa: E402
                        listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run, started,
-                       status_counts)
+                       status_counts, wait_until)
 from test_journal import ID_READY, JournalSocket, one  # noqa: E402
 
 
@@ -202,6 +203,50 @@ def test_reload_listen_option(t, exe):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def state_of_another_version(pid):
+    """A reload state of a version this build does not know, naming one child: only its
+    stable header (magic, version, sizes, where the pids are; src/handoff.c) is readable."""
+    header = struct.pack("=8sIIIIQQ", b"ECHODHO\n", 99, 40, 1, 16, 40, 56)
+    return header + struct.pack("=iIQ", pid, 0, 0)
+
+
+def test_state_refused(t, exe):
+    """echod started as after a reload, with a state it cannot read: a state of another
+    version names a child, which is drained (SIGTERM, reaped) as on a stop; a state that is
+    no state at all is an error line. echod serves either way."""
+    no_emulator()
+    for kind in ("other-version", "garbage"):
+        ls = listen_socket()
+
+        def preexec(kind=kind):
+            # a process that becomes echod's child through the exec, as a reload's would
+            kid = os.fork()
+            if kid == 0:
+                os.execvp("sleep", ["sleep", "60"])
+            data = state_of_another_version(kid) if kind == "other-version" else b"not a state" * 10
+            fd = os.memfd_create("state", 0)
+            os.write(fd, data)
+            os.dup2(fd, 50)
+        try:
+            d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec).start()
+            d.wait_ready()
+            if kind == "other-version":
+                t.ok(d.wait_line(r"state of the image before the reload is of another version: its 1 "
+                                 r"children are drained", 2 * SLOW), f"{kind}: refused, its child drained",
+                     d.stderr_text()[-1500:])
+                m = d.wait_line(r"Child (\d+) was killed by signal Terminated", 5 * SLOW)
+                kid = int(m[0].group(1)) if m else None
+                t.ok(kid and wait_until(lambda: not os.path.exists(f"/proc/{kid}"), 5 * SLOW),
+                     f"{kind}: the child it names ({kid}) got SIGTERM and was reaped", d.stderr_text()[-1500:])
+            else:
+                t.ok(d.wait_line(r"state of the image before the reload is not readable", 2 * SLOW),
+                     f"{kind}: refused with one error line", d.stderr_text()[-1500:])
+            t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
+            t.ok(d.stop() == 0, f"{kind}: and stops with status 0")
+        finally:
+            ls.close()
+
+
 def test_reload_reports(t, exe):
     """Under journald the children report to the main process over a socket (their
     connection's record): the new image reads the reports of the children it took over."""
@@ -235,4 +280,4 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
-         test_reload_reports])
+         test_reload_reports, test_state_refused])
