@@ -2,10 +2,12 @@
 """Reload (SIGHUP) re-executes echod in place: with the same binary, 20 established
 connections go on echoing byte-exact on the same sockets and children, the PID stays,
 RELOADING=1 then READY=1 reach the service manager, STATUS keeps its counts, new
-connections are served, the adopted children are counted, reaped and drained by SIGTERM.
+connections are served, the adopted children are counted, reaped and drained by SIGTERM,
+count against --max-clients and --max-per-source, and still report to the main process.
 With a binary that cannot start (replaced on disk, as an upgrade would), the running image
 serves on, every connection intact, with one clear line and READY=1. --listen sockets are
-taken over too."""
+taken over too; a connection still sending its PROXY header is finished first; a state of
+another version is refused and its children drained."""
 
 import os
 import shutil
@@ -18,9 +20,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, free_port,  # noqa: E402
-                       listen_socket, pattern, recv_exact, recv_to_eof, roundtrip, run, started,
-                       status_counts, wait_until)
+from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, connect_from,  # noqa: E402
+                       free_port, is_refused_or_closed, listen_socket, pattern, recv_exact,
+                       recv_to_eof, roundtrip, run, started, status_counts, udp_socket,
+                       wait_until)
 from test_journal import ID_READY, JournalSocket, one  # noqa: E402
 
 
@@ -203,6 +206,89 @@ def test_reload_listen_option(t, exe):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_caps(t, exe):
+    """Adopted children count against --max-per-source (by their source) and --max-clients;
+    the UDP counts survive too."""
+    no_emulator()
+    ls, us = listen_socket(), udp_socket()
+    conns = []
+    try:
+        d = Daemon(exe, ["--max-clients", "4", "--max-per-source", "2"], sockets=[ls, us]).start()
+        d.wait_ready()
+        dest = ls.getsockname()
+        conns = [connect_from("127.0.0.1", dest) for _ in range(2)] + [connect_from("127.0.0.2", dest)]
+        t.ok(not echo_each(conns, 1), "caps: 2 connections from 127.0.0.1, 1 from 127.0.0.2")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(5 * SLOW)
+            for k in range(3):
+                c.sendto(b"dgram%d" % k, us.getsockname())
+                c.recvfrom(100)
+        st = d.notify.wait_status(lambda c: c[0] == 3 and c[4] == 3, 5 * SLOW)
+        t.ok(st and st[4] == 3, f"caps: 3 datagrams echoed ({st})")
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW), "caps: reloaded", d.stderr_text()[-1500:])
+        third = connect_from("127.0.0.1", dest)
+        t.ok(is_refused_or_closed(third), "caps: a third connection from 127.0.0.1 is refused: "
+             "its 2 adopted ones still count")
+        third.close()
+        fourth = connect_from("127.0.0.2", dest)
+        conns.append(fourth)
+        t.ok(not echo_each([fourth], 2), "caps: a second one from 127.0.0.2 is served (4 of 4)")
+        fifth = connect_from("127.0.0.3", dest)
+        conns.append(fifth)
+        fifth.sendall(b"waiting")
+        fifth.settimeout(0.5 * SLOW)
+        try:
+            early = fifth.recv(100)
+        except socket.timeout:
+            early = None
+        t.ok(early is None, f"caps: at --max-clients 4 (3 adopted) a fifth waits in the backlog ({early!r})")
+        conns[0].close()
+        t.ok(recv_exact(fifth, 7, 5 * SLOW) == b"waiting", "caps: ... and is served once an adopted one ends")
+        st = d.notify.wait_status(lambda c: c[2] == 5 and c[3] == 1, 5 * SLOW)
+        t.ok(st and st[2:5] == (5, 1, 3),
+             f"caps: STATUS: 5 served, 1 refused, the 3 datagrams of the image before ({st})")
+        for s in conns:
+            s.close()
+        t.ok(d.stop() == 0, "caps: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        ls.close()
+        us.close()
+
+
+def test_reload_waits_for_proxy_header(t, exe):
+    """A connection still sending its PROXY header when SIGHUP comes is finished by the
+    running image first (its half-read header is not handed over): the reload waits for it,
+    and the connection is served and survives the reload."""
+    no_emulator()
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, ["--proxy-protocol"], sockets=[ls]).start()
+        d.wait_ready()
+        s = connect(ls.getsockname(), 5 * SLOW)
+        s.sendall(b"PROXY TCP4 192.0.2.1 ")
+        time.sleep(0.2 * SLOW)
+        n_before = len(d.notify.snapshot())
+        d.send_signal(signal.SIGHUP)
+        t.ok(d.notify.wait_for(lambda m: "RELOADING=1" in m[3].split("\n"), 5 * SLOW),
+             "proxy: RELOADING=1 at once")
+        time.sleep(0.5 * SLOW)
+        msgs = d.notify.snapshot()[n_before:]
+        t.ok(not any("READY=1" in m[3].split("\n") for m in msgs) and not d.wait_line(r"reloading: checking", 0),
+             "proxy: the re-execution waits while a header is coming", d.stderr_text()[-1000:])
+        s.sendall(b"198.51.100.1 4000 7\r\n")
+        t.ok(d.wait_line(r"reloaded, 1 clients taken over", 5 * SLOW),
+             "proxy: once the header is in, the connection gets its child and the reload goes on",
+             d.stderr_text()[-1500:])
+        t.ok(not echo_each([s], 1), "proxy: the connection echoes after the reload")
+        s.close()
+        t.ok(d.stop() == 0, "proxy: exit 0")
+    finally:
+        ls.close()
+
+
 def state_of_another_version(pid):
     """A reload state of a version this build does not know, naming one child: only its
     stable header (magic, version, sizes, where the pids are; src/handoff.c) is readable."""
@@ -280,4 +366,4 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
-         test_reload_reports, test_state_refused])
+         test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused])
