@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the .deb and the .rpm with packaging/build-deb and packaging/build-rpm from the
 source tree, then: lintian shows no error or warning, rpmlint no error, both packages carry
-meson.build's version, and both install the same files with the same modes, the example
+meson.build's version and an echod that answers --version and --help alike, and both install the same files with the same modes, the example
 units and drop-ins among them (the distributions' own documentation metadata,
 /usr/share/doc/echod/{copyright,changelog.gz} and the lintian override on Debian, the
 license file /usr/share/licenses/echod/LICENSE on RPM systems, is listed, not compared;
@@ -12,8 +12,10 @@ usage: test_packages.py SOURCE_ROOT BUILD_ROOT"""
 import os
 import re
 import shutil
+import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 from release import meson_version, upstream_version  # noqa: E402  (beside this script)
@@ -30,7 +32,8 @@ DEBIAN_ONLY = {DEB_LICENSE, "/usr/share/doc/echod/changelog.gz",
                "/usr/share/lintian/overrides/echod"}
 RPM_ONLY = {RPM_LICENSE}
 
-tools = ["dpkg-buildpackage", "dh", "lintian", "rpmbuild", "rpmlint", "rpm", "dpkg-deb"]
+tools = ["dpkg-buildpackage", "dh", "lintian", "rpmbuild", "rpmlint", "rpm", "dpkg-deb",
+         "rpm2archive"]
 missing = [t for t in tools if shutil.which(t) is None]
 if missing:
     if required:
@@ -70,7 +73,25 @@ def rpm_files(rpm):
     return files
 
 
-print("1..11")
+def echod_answers(exe):
+    """what an echod binary prints for --version and --help"""
+    return [run([exe, opt], timeout=30).stdout for opt in ("--version", "--help")]
+
+
+def deb_echod(deb, dest):
+    run(["dpkg-deb", "-x", deb, dest])
+    return os.path.join(dest, "usr", "sbin", "echod")
+
+
+def rpm_echod(rpm, dest):
+    with open(rpm, "rb") as f:
+        tgz = subprocess.run(["rpm2archive", "-"], stdin=f, capture_output=True, timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
+        tar.extract("./usr/sbin/echod", dest)
+    return os.path.join(dest, "usr", "sbin", "echod")
+
+
+print("1..12")
 version = meson_version(source_root)
 
 with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
@@ -114,6 +135,12 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     report(version and upstream_version(deb_version) == version and rpm_version == version,
            f"both packages carry meson.build's version {version}",
            f".deb Version: {deb_version}\n.rpm Version: {rpm_version}")
+    # One release's source, built by each distribution's tools: the same program.
+    deb_answers = echod_answers(deb_echod(debs[0], os.path.join(tmp, "x-deb"))) if debs else None
+    rpm_answers = echod_answers(rpm_echod(rpms[0], os.path.join(tmp, "x-rpm"))) if rpms else None
+    report(deb_answers and deb_answers == rpm_answers and deb_answers[0] == f"echod {version}\n",
+           f"both packages' echod print 'echod {version}' and the same --help",
+           f".deb: {deb_answers}\n.rpm: {rpm_answers}")
     # Each carries the license where its distribution expects it.
     report(DEB_LICENSE in d and RPM_LICENSE in r,
            f"the license: {DEB_LICENSE} in the .deb, {RPM_LICENSE} in the .rpm",
