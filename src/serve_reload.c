@@ -64,7 +64,7 @@ void serve_reload_note(const struct serve *s, struct journal_record *rec, char *
         if (!reexec_reloaded())
                 return;
         (void)journal_record_addf(rec, "ECHOD_ADOPTED", "%u", s->n_adopted);
-        snprintf(buf, size, ", reloaded, %u clients taken over", s->n_adopted);
+        snprintf(buf, size, ", reloaded, %u client%s taken over", s->n_adopted, s->n_adopted == 1 ? "" : "s");
 }
 
 static void child_hand_over(pid_t pid, uint64_t source, void *userdata) {

@@ -281,7 +281,7 @@ def test_reload_waits_for_proxy_header(t, exe):
         t.ok(not any("READY=1" in m[3].split("\n") for m in msgs) and not d.wait_line(r"reloading: checking", 0),
              "proxy: the re-execution waits while a header is coming", d.stderr_text()[-1000:])
         s.sendall(b"198.51.100.1 4000 7\r\n")
-        t.ok(d.wait_line(r"reloaded, 1 clients taken over", 5 * SLOW),
+        t.ok(d.wait_line(r"reloaded, 1 client taken over", 5 * SLOW),
              "proxy: once the header is in, the connection gets its child and the reload goes on",
              d.stderr_text()[-1500:])
         t.ok(not echo_each([s], 1), "proxy: the connection echoes after the reload")
