@@ -6,7 +6,9 @@ then the second installed over it. No new connection fails, the 20 go on echoing
 byte-exact on the same sockets, MainPID stays, the main process and the children forked
 after the upgrade run the new binary (the old children the old, deleted one), the new
 image's ready record carries the new version, and `systemctl stop` drains old and new
-children alike. `systemctl restart` still starts afresh (test_nspawn.py checks it).
+children alike. A third build whose echo.service differs is installed with a restart: a
+reload would keep the old unit's sandbox and limits. `systemctl restart` still starts
+afresh (test_nspawn.py checks it).
 
 usage: test_nspawn_reload.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
 
@@ -34,9 +36,9 @@ def project_version(tree):
 
 
 def newer_than_reload(version):
-    """The packages reload from 1.1.0 on (postinst): two test versions at or above it."""
+    """The packages reload from 1.1.0 on (postinst): three test versions at or above it."""
     older = subprocess.run(["dpkg", "--compare-versions", version, "lt", "1.1.0~"]).returncode == 0
-    return ("1.1.0~rt1", "1.1.0~rt2") if older else (f"{version}+rt1", f"{version}+rt2")
+    return tuple(f"1.1.0~rt{i}" if older else f"{version}+rt{i}" for i in (1, 2, 3))
 
 
 class ReloadTest(SystemTest):
@@ -47,8 +49,9 @@ class ReloadTest(SystemTest):
         self.old = []
         self.new = []
 
-    def build_one(self, version):
-        """The tree as packaged, with its version set to version (meson and changelog)."""
+    def build_one(self, version, unit_note=None):
+        """The tree as packaged, with its version set to version (meson and changelog), and
+        with unit_note a comment added to echo.service (a unit change)."""
         tree = os.path.join(self.c.tmp, f"src-{version}")
         subprocess.run([os.path.join(base.source_root, "packaging", "source-tree"), tree],
                        check=True, timeout=120)
@@ -57,6 +60,9 @@ class ReloadTest(SystemTest):
             text = f.read()
         with open(path, "w") as f:
             f.write(re.sub(r"(version\s*:\s*)'[^']+'", rf"\g<1>'{version}'", text, count=1))
+        if unit_note:
+            with open(os.path.join(tree, "units", "echo.service"), "a") as f:
+                f.write(f"# {unit_note}\n")
         path = os.path.join(tree, "packaging", "debian", "changelog")
         with open(path) as f:
             text = f.read()
@@ -75,10 +81,11 @@ class ReloadTest(SystemTest):
         shutil.rmtree(tree, ignore_errors=True)
         return debs[0]
 
-    def t_build_two(self):
+    def t_build_three(self):
         self.versions = newer_than_reload(project_version(base.source_root))
-        for v in self.versions:
+        for v in self.versions[:2]:
             self.debs[v] = self.build_one(v)
+        self.debs[self.versions[2]] = self.build_one(self.versions[2], "a unit change")
         return ", ".join(os.path.basename(d) for d in self.debs.values())
 
     def install(self, version):
@@ -184,13 +191,44 @@ class ReloadTest(SystemTest):
         check(tcp_echo("127.0.0.1", b"again") == b"again", "the socket does not start echod again afterwards")
         return f"{want}: each got every byte back, then EOF; cgroup empty"
 
+    def t_unit_change_restarts(self):
+        """An upgrade whose echo.service differs restarts: a reload would keep the old unit's
+        sandbox and limits. Still no new connection fails; the old ones are drained."""
+        self.reset()
+        self.echo_ok("127.0.0.1")
+        main_pid = int(self.c.show("echo.service", "MainPID"))
+        held = StreamClient("127.0.0.1", seed=999)
+        time.sleep(0.5)
+        held.stop_sending.set()
+        wait_for("the held client echoed", lambda: len(held.got) >= len(held.sent), 30, 0.05)
+        loop = ConnectLoop()
+        try:
+            time.sleep(0.5)
+            self.install(self.versions[2])
+            wait_for("a new MainPID", lambda: int(self.c.show("echo.service", "MainPID") or 0) not in
+                     (0, main_pid) or None, 60)
+            time.sleep(0.5)
+        finally:
+            served, failures = loop.finish()
+        new_pid = int(self.c.show("echo.service", "MainPID"))
+        check(not failures, f"{len(failures)} of {served + len(failures)} new connections failed: "
+              f"{failures[:5]}")
+        check(held.closed.wait(15) and bytes(held.got) == bytes(held.sent),
+              f"the connection open across the restart was drained: {len(held.got)} of "
+              f"{len(held.sent)} bytes, closed={held.closed.is_set()}")
+        held.close()
+        out = self.c.run(["/usr/sbin/echod", "--version"]).stdout.strip()
+        check(out == f"echod {self.versions[2]}", f"--version: {out!r}")
+        return f"MainPID {main_pid} -> {new_pid} (restarted), {served} new connections 0 failed"
+
 
 def main():
     base.preflight()
     c = Container()
     t = ReloadTest(c)
     steps = [
-        ("two builds of the .deb whose versions differ", t.t_build_two, True),
+        ("three builds of the .deb whose versions differ, the third with a changed echo.service",
+         t.t_build_three, True),
         ("systemd boots in systemd-nspawn", t.t_boot, True),
         ("apt-get install the first; it echoes", t.t_install_first, True),
         (f"apt-get install the second under a connect loop with {N_OLD} connections echoing: "
@@ -198,6 +236,8 @@ def main():
          f"the {N_OLD} echo byte-exact on the same sockets, new ones are served by the new "
          "binary", t.t_upgrade, True),
         ("systemctl stop drains the old and the new children alike", t.t_stop, False),
+        ("an upgrade that changes echo.service restarts it (drains), 0 failed new connections",
+         t.t_unit_change_restarts, False),
     ]
     sys.exit(base.run_steps(c, steps, ["echo.service", "echo.socket"]))
 
