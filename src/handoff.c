@@ -88,10 +88,15 @@ ssize_t handoff_pids(const void *buf, size_t size, pid_t *ret, size_t max) {
 
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < hd.n_children && i < max; i++) {
+        /* Every pid is checked, not only those returned: the caller signals them, and
+         * kill() takes 0 for its process group and -1 for every process it may signal. */
+        for (size_t i = 0; i < hd.n_children; i++) {
                 int32_t pid;
                 memcpy(&pid, (const char *)buf + hd.children_offset + i * hd.child_size, sizeof(pid));
-                ret[i] = pid;
+                if (pid <= 0)
+                        return -EBADMSG;
+                if (i < max)
+                        ret[i] = pid;
         }
         return hd.n_children;
 }

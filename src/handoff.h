@@ -43,7 +43,7 @@ ssize_t handoff_encode(const struct handoff *h, void *buf, size_t size);
  * sizes); -EPROTONOSUPPORT if it is one of another version (handoff_pids() then). */
 int handoff_decode(const void *buf, size_t size, struct handoff *ret);
 /* The children's pids of a state of any version, from the part that never changes: up to
- * max into ret. Returns how many there are, or -EBADMSG. */
+ * max into ret. Returns how many there are, or -EBADMSG (also if any pid is 0 or below). */
 ssize_t handoff_pids(const void *buf, size_t size, pid_t *ret, size_t max);
 
 /* h into a new memfd (close-on-exec: the caller clears it just before execve()). Returns

@@ -1,7 +1,8 @@
 /* Unit test of handoff.c, the reload state: a round trip through a memfd keeps every field;
  * a wrong magic, a truncated or padded state and inconsistent sizes are refused as not a
  * state; another version is refused as such, yet its children's pids can still be read,
- * also with a layout this build does not know (a longer header, longer entries). */
+ * also with a layout this build does not know (a longer header, longer entries), never a pid
+ * of 0 or below (kill() would take it for a process group or for every process). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,6 +115,13 @@ padded:
         memcpy(copy, buf, size);
         memcpy(copy + size - sizeof(struct handoff_child), &(int32_t){ 0 }, sizeof(int32_t));
         tap(handoff_decode(copy, size, &got) == -EBADMSG, "a pid of 0: refused");
+        tap(handoff_pids(copy, size, pids, 8) == -EBADMSG,
+            "... and no pids read from it (kill(0) is a group)");
+        memcpy(copy, buf, size);
+        put_u32(copy, 8, HANDOFF_VERSION + 1);
+        memcpy(copy + size - sizeof(struct handoff_child), &(int32_t){ -1 }, sizeof(int32_t));
+        tap(handoff_pids(copy, size, pids, 8) == -EBADMSG,
+            "another version with a pid of -1: no pids (kill(-1) is every process)");
 
         memcpy(copy, buf, size);
         put_u32(copy, 8, HANDOFF_VERSION + 1);
