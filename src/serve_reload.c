@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -20,13 +21,26 @@
 #include "report.h"
 #include "udp.h"
 
+/* Whether pid is a child of this process (running, or ended and not yet reaped). A state
+ * names only the children of the image before; one that names another process is corrupt,
+ * and that process must be neither counted nor signalled. */
+static bool child_is_ours(pid_t pid) {
+        siginfo_t info;
+
+        return pid > 0 && waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
 void serve_adopt(struct serve *s) {
         const pid_t *pids;
         size_t n_pids;
         const struct handoff *h = reexec_handoff(&pids, &n_pids);
-        unsigned n_lost = 0;
+        unsigned n_lost = 0, n_strangers = 0;
 
         for (size_t i = 0; !h && i < n_pids; i++) {
+                if (!child_is_ours(pids[i])) {
+                        n_strangers++;
+                        continue;
+                }
                 if (children_add(s->children, pids[i], ADDR_SOURCE_NONE) < 0)
                         n_lost++;
                 (void)kill(pids[i], SIGTERM);
@@ -38,12 +52,18 @@ void serve_adopt(struct serve *s) {
                 s->handoff_report_fds[0] = h->report_fds[0];
                 s->handoff_report_fds[1] = h->report_fds[1];
                 for (size_t i = 0; i < h->n_children; i++)
-                        if (children_add(s->children, h->children[i].pid, h->children[i].source) < 0) {
+                        if (!child_is_ours(h->children[i].pid))
+                                n_strangers++;
+                        else if (children_add(s->children, h->children[i].pid, h->children[i].source) < 0) {
                                 (void)kill(h->children[i].pid, SIGTERM); /* cannot be: same cap */
                                 n_lost++;
                         }
                 s->n_adopted = children_count(s->children);
         }
+        if (n_strangers > 0)
+                log_error("The state of the image before the reload names %u processes that are not "
+                          "children of echod: ignored",
+                          n_strangers);
         if (n_lost > 0)
                 log_error("No room for %u children of the image before the reload: stopped", n_lost);
         if (h || n_pids > 0)

@@ -7,7 +7,8 @@ count against --max-clients and --max-per-source, and still report to the main p
 With a binary that cannot start (replaced on disk, as an upgrade would), the running image
 serves on, every connection intact, with one clear line and READY=1. --listen sockets are
 taken over too; a connection still sending its PROXY header is finished first; a state of
-another version is refused and its children drained."""
+another version is refused and its children drained; a process a state names that is not a
+child of echod is neither taken over nor signalled."""
 
 import os
 import shutil
@@ -335,6 +336,43 @@ def test_state_refused(t, exe):
             ls.close()
 
 
+def test_state_strangers(t, exe):
+    """A state naming a process that is not echod's child (a corrupt or forged state: the
+    image before a reload only names its own children) does not make echod adopt or signal
+    it, whatever the state's version: only the child it also names is taken over or drained."""
+    no_emulator()
+    for version in (1, 99):
+        ls = listen_socket()
+        stranger = subprocess.Popen(["sleep", "60"])
+
+        def preexec(version=version, stranger_pid=stranger.pid):
+            kid = os.fork()  # becomes echod's child through the exec, as a reload's would
+            if kid == 0:
+                os.execvp("sleep", ["sleep", "60"])
+            # the stable header (src/handoff.c), then this build's fixed part of 600 bytes
+            fixed = 600 if version == 1 else 40
+            data = bytearray(struct.pack("=8sIIIIQQ", b"ECHODHO\n", version, fixed, 2, 16, fixed,
+                                         fixed + 32))
+            data += bytes(fixed - len(data))
+            if version == 1:
+                struct.pack_into("=ii", data, 72, -1, -1)  # no report socket
+            data += struct.pack("=iIQ", kid, 0, 0) + struct.pack("=iIQ", stranger_pid, 0, 0)
+            fd = os.memfd_create("state", 0)
+            os.write(fd, bytes(data))
+            os.dup2(fd, 50)
+        try:
+            d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec).start()
+            d.wait_ready()
+            t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"v{version}: echod serves")
+            t.ok(d.stop() == 0, f"v{version}: and stops with status 0")
+            t.ok(stranger.poll() is None, f"v{version}: the process it names that is not its child got no "
+                 "signal", d.stderr_text()[-1500:])
+        finally:
+            stranger.kill()
+            stranger.wait()
+            ls.close()
+
+
 def test_reload_reports(t, exe):
     """Under journald the children report to the main process over a socket (their
     connection's record): the new image reads the reports of the children it took over."""
@@ -368,4 +406,5 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
-         test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused])
+         test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused,
+         test_state_strangers])
