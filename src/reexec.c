@@ -113,7 +113,8 @@ void reexec_handoff_done(void) {
         re.have_handoff = false;
 }
 
-/* Waits for pid until deadline; kills it then. Returns its wait status or -ETIMEDOUT. */
+/* Waits for pid until deadline; kills it then, with its process group (it leads one:
+ * whatever it started goes too). Returns its wait status or -ETIMEDOUT. */
 static int wait_bounded(pid_t pid, uint64_t deadline) {
         const struct timespec tick = { .tv_nsec = 5 * 1000 * 1000 };
         int status;
@@ -125,7 +126,7 @@ static int wait_bounded(pid_t pid, uint64_t deadline) {
                 if (r < 0 && errno != EINTR)
                         return -errno;
                 if (clock_now_usec() >= deadline) {
-                        (void)kill(pid, SIGKILL);
+                        (void)kill(-pid, SIGKILL); /* alive, so the group is still its own */
                         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                                 ;
                         return -ETIMEDOUT;
@@ -150,11 +151,13 @@ int reexec_check(char *why, size_t size) {
         for (int i = 1; i < re.argc; i++)
                 args[i + 1] = re.argv[i];
         /* posix_spawn(): no copy of the parent's memory (parts of it are not forked at all,
-         * fork.c), and the check starts with no signal blocked, as from systemd. */
+         * fork.c), and the check starts with no signal blocked, as from systemd, in a
+         * process group of its own, so that a timeout kills what it started too. */
         sigemptyset(&none);
         posix_spawnattr_init(&attr);
         posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+        posix_spawnattr_setpgroup(&attr, 0);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
         r = -posix_spawn(&pid, re.path, NULL, &attr, args, environ);
         posix_spawnattr_destroy(&attr);
         free(args);

@@ -10,6 +10,7 @@ taken over too; a connection still sending its PROXY header is finished first; a
 another version is refused and its children drained; a process a state names that is not a
 child of echod is neither taken over nor signalled."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -129,17 +130,23 @@ def test_check(t, exe):
 
 
 def broken_binary(path, kind):
-    """Replaces path as a package upgrade does (a new file renamed over it)."""
+    """Replaces path as a package upgrade does (a new file renamed over it). "hangs": a
+    binary whose check never ends, and which has started a process of its own (its pid in
+    path.kid) that must not outlive it."""
     tmp = path + ".new"
+    scripts = {"garbage": b"\x7fELF not really\n",
+               "fails": b"#!/bin/sh\necho broken >&2\nexit 3\n",
+               "hangs": b"#!/bin/sh\nsleep 60 &\necho $! >\"$0.kid\"\nwait\n"}
     with open(tmp, "wb") as f:
-        f.write(b"\x7fELF not really\n" if kind == "garbage" else b"#!/bin/sh\necho broken >&2\nexit 3\n")
+        f.write(scripts[kind])
     os.chmod(tmp, 0o755)
     os.rename(tmp, path)
 
 
 def test_reload_broken_binary(t, exe):
     no_emulator()
-    for kind, expect in (("garbage", r"cannot run|--check"), ("fails", r"--check exited with status 3")):
+    for kind, expect in (("garbage", r"cannot run|--check"), ("fails", r"--check exited with status 3"),
+                         ("hangs", r"--check did not finish within 5 s")):
         tmp = tempfile.mkdtemp(prefix="echod-reload-")
         copy = os.path.join(tmp, "echod")
         shutil.copy2(exe, copy)
@@ -157,6 +164,15 @@ def test_reload_broken_binary(t, exe):
                                r"dropped: .*(%s)" % (d.pid, expect), 5 * SLOW)
             t.ok(bool(line), f"{kind}: one clear line says the reload failed and why",
                  d.stderr_text()[-2000:])
+            if kind == "hangs":
+                with open(copy + ".kid") as f:
+                    kid = int(f.read())
+                t.ok(wait_until(lambda: not alive(kid), 2 * SLOW),
+                     f"{kind}: the check's own process ({kid}) was killed with it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(kid, signal.SIGKILL)  # if it was left: this test started it
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(kid, 0)  # an orphan: this test, a subreaper, reaps it
             ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
             t.ok(ready and "reload failed" in ready[0], f"{kind}: READY=1 ends the reload, STATUS says it failed",
                  repr([m[3] for m in msgs]))
