@@ -190,14 +190,21 @@ static int cloexec_set(int fd, bool on) {
         return fcntl(fd, F_SETFD, flags) < 0 ? -errno : 0;
 }
 
-/* The descriptors that cross execve(): passed listeners, opened ones, report fds, state. */
+/* The descriptors that cross execve(): passed listeners, opened ones, report fds, state.
+ * Room for all of them (systemd may pass any number of sockets): one left out would keep
+ * close-on-exec, and the new image would miss it. */
 struct crossing {
-        int fds[HANDOFF_MAX_OPENED * 2 + 8];
-        size_t n;
+        int *fds;
+        size_t n, max;
 };
 
+static int crossing_new(size_t max, struct crossing *ret) {
+        *ret = (struct crossing){ .fds = calloc(max, sizeof(int)), .max = max };
+        return ret->fds ? 0 : -ENOMEM;
+}
+
 static void crossing_add(struct crossing *c, int fd) {
-        if (fd >= 0 && c->n < sizeof(c->fds) / sizeof(c->fds[0]))
+        if (fd >= 0 && c->n < c->max)
                 c->fds[c->n++] = fd;
 }
 
@@ -267,21 +274,26 @@ static int env_put_back(int n_passed, const char *notify_socket, uint64_t watchd
 
 int reexec_exec(struct handoff *h, const struct listeners *listeners, const char *notify_socket,
                 uint64_t watchdog_usec, char *why, size_t size) {
-        struct crossing c = { .n = 0 };
+        struct crossing c;
         int n_passed, state_fd, r;
 
+        /* every listener, the two report fds, the state */
+        if (crossing_new(listeners->n + 3, &c) < 0) {
+                snprintf(why, size, "out of memory");
+                return -ENOMEM;
+        }
         n_passed = listeners_hand_over(listeners, h, &c);
-        if (n_passed < 0) {
-                snprintf(why, size, "the sockets from systemd are not at descriptors 3.. any more");
-                return n_passed;
+        state_fd = n_passed < 0 ? -1 : handoff_write_fd(h);
+        if (n_passed < 0 || state_fd < 0) {
+                if (n_passed < 0)
+                        snprintf(why, size, "the sockets from systemd are not at descriptors 3.. any more");
+                else
+                        snprintf(why, size, "cannot write the state: %s", strerror(-state_fd));
+                free(c.fds);
+                return n_passed < 0 ? n_passed : state_fd;
         }
         crossing_add(&c, h->report_fds[0]);
         crossing_add(&c, h->report_fds[1]);
-        state_fd = handoff_write_fd(h);
-        if (state_fd < 0) {
-                snprintf(why, size, "cannot write the state: %s", strerror(-state_fd));
-                return state_fd;
-        }
         crossing_add(&c, state_fd);
 
         r = env_put_back(n_passed, notify_socket, watchdog_usec, state_fd);
@@ -295,5 +307,6 @@ int reexec_exec(struct handoff *h, const struct listeners *listeners, const char
                 snprintf(why, size, "cannot set the environment: %s", strerror(-r));
         env_clear();
         close(state_fd);
+        free(c.fds);
         return r;
 }

@@ -223,6 +223,35 @@ def test_reload_listen_option(t, exe):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_many_sockets(t, exe):
+    """Every socket systemd passed goes over, however many (a socket unit may list any number
+    of addresses): 140 here, more than twice the 64 --listen sockets a state can name."""
+    no_emulator()
+    lss = [listen_socket() for _ in range(140)]
+    conns = []
+    try:
+        d = Daemon(exe, sockets=lss).start()
+        d.wait_ready(20 * SLOW)
+        conns = [connect(lss[i].getsockname(), 5 * SLOW) for i in (0, 139)]
+        t.ok(not echo_each(conns, 1), "140 sockets: a connection on the first and the last echo")
+        msgs = reload_and_wait(d, 1)
+        ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
+        st = status_counts(ready[0].split("STATUS=", 1)[1]) if ready and "STATUS=" in ready[0] else None
+        t.ok(d.poll() is None and st and st[:3] == (2, 1024, 2) and "reload failed" not in ready[0],
+             f"140 sockets: the new image is ready with both clients ({st})", d.stderr_text()[-1000:])
+        t.ok(not echo_each(conns, 2), "140 sockets: both connections still echo")
+        t.ok(all(roundtrip(lss[i].getsockname(), b"new", 5 * SLOW) == b"new" for i in (0, 139)),
+             "140 sockets: the first and the last socket are served by the new image")
+        for s in conns:
+            s.close()
+        t.ok(d.stop() == 0, "140 sockets: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        for ls in lss:
+            ls.close()
+
+
 def test_reload_caps(t, exe):
     """Adopted children count against --max-per-source (by their source) and --max-clients;
     the UDP counts survive too."""
@@ -422,5 +451,6 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
+         test_reload_many_sockets,
          test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused,
          test_state_strangers])
