@@ -9,16 +9,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "child/client.h"
 #include "config.h"
 #include "clock.h"
 #include "children.h"
@@ -125,10 +122,9 @@ static void serve_timers(struct serve *s, uint64_t now) {
         notify_watchdog(&s->notify, now);
 }
 
-static int serve_setup(struct serve *s) {
-        struct rlimit limit;
+/* The signals the loop reads (SIGTERM, SIGINT, SIGHUP, SIGCHLD), blocked by the caller. */
+static int serve_signals_open(struct serve *s) {
         sigset_t mask;
-        int r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
@@ -138,8 +134,13 @@ static int serve_setup(struct serve *s) {
         s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
         if (s->signal_fd < 0)
                 return log_error_errno(errno, "Failed to create signalfd: %m");
+        return 0;
+}
 
-        r = children_new(s->options->max_clients, s->options->max_per_source, &s->children);
+/* The children's table (with those a reload handed over) and their report socket. */
+static int serve_children_setup(struct serve *s) {
+        int r = children_new(s->options->max_clients, s->options->max_per_source, &s->children);
+
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
@@ -148,6 +149,18 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the socket for the children's reports: %m");
         s->report_fd = report_child_fd(s->report);
+        return 0;
+}
+
+static int serve_setup(struct serve *s) {
+        int r;
+
+        r = serve_signals_open(s);
+        if (r < 0)
+                return r;
+        r = serve_children_setup(s);
+        if (r < 0)
+                return r;
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
@@ -162,26 +175,8 @@ static int serve_setup(struct serve *s) {
         s->pfds[0] = (struct pollfd){ .fd = s->signal_fd, .events = POLLIN };
         for (size_t i = 0; i < s->listeners->n; i++)
                 s->pfds[1 + i].events = POLLIN;
-
         /* Last: every descriptor the loop keeps is open now. */
-        if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
-                limit.rlim_max = INT_MAX;
-        s->fd_max = client_fds_check((int)limit.rlim_max);
-        /* Connections waiting for their PROXY header hold descriptors above those. The
-         * lowest free one is always the next, and at most n_pending_max of them and one
-         * more (a plain listener's connection, a notification's socket) are open at once. */
-        if (s->fd_max > 0 && s->n_pending_max > 0)
-                s->fd_max += (int)s->n_pending_max + 1;
-        if (s->fd_max > 0) {
-                struct journal_record rec;
-                journal_record_start(&rec);
-                (void)journal_record_addf(&rec, "ECHOD_CHECK", "close_range");
-                (void)journal_record_addf(&rec, "ECHOD_FD_MAX", "%d", s->fd_max);
-                log_event(LOG_WARNING, ECHOD_ID_STARTUP_CHECK, &rec,
-                          "close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
-                          "each child closes descriptors 3 to %d one by one",
-                          s->fd_max);
-        }
+        serve_fds_check(s);
         return 0;
 }
 

@@ -1,14 +1,18 @@
 /* Taking connections: which listeners the loop polls (not at the cap, not during a
  * backoff, not while stopping), then accept, the per-source cap, and the fork of the
- * child that serves each. */
+ * child that serves each; once, at start, how that child closes what it inherits. */
 #include "serve_state.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "children.h"
 #include "child/sys.h"
 #include "clock.h"
@@ -16,6 +20,11 @@
 #include "log.h"
 #include "pending.h"
 #include "udp.h"
+
+/* The child has its own size for its peer's text and its own time unit (child/ has its
+ * own headers): the main process's must agree. */
+_Static_assert(ADDR_TEXT_MAX <= CLIENT_PEER_TEXT_MAX, "a peer's text fits the child's buffer");
+_Static_assert(SYS_USEC_PER_SEC == USEC_PER_SEC, "the child counts time as the main process does");
 
 /* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
  * connection was closed). */
@@ -200,4 +209,45 @@ int serve_arm(struct serve *s, uint64_t now) {
         if (s->at_cap && looking)
                 return 0;
         return clock_timeout_ms(deadline, now);
+}
+
+/* Whether close_range() works here (a kernel before 5.9, or a seccomp filter, may refuse
+ * it). Returns 0 if it does, else the highest descriptor open now (open_max bounds the
+ * search). */
+static int fds_check(int open_max) {
+        int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3), fd_max = 0;
+
+        if (fd >= 0 && close_range((unsigned)fd, (unsigned)fd, 0) == 0)
+                return 0;
+        /* Refused, or not known to work (no descriptor to try it on): close one by one. */
+        if (fd >= 0)
+                (void)close(fd);
+        /* The highest open descriptor: fcntl(F_GETFD) fails on the others. */
+        for (int i = 3; i < open_max; i++)
+                if (fcntl(i, F_GETFD) >= 0)
+                        fd_max = i;
+        return fd_max > 2 ? fd_max : 3;
+}
+
+void serve_fds_check(struct serve *s) {
+        struct rlimit limit;
+        struct journal_record rec;
+
+        if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_max > INT_MAX)
+                limit.rlim_max = INT_MAX;
+        s->fd_max = fds_check((int)limit.rlim_max);
+        if (s->fd_max == 0)
+                return;
+        /* Connections waiting for their PROXY header hold descriptors above those. The
+         * lowest free one is always the next, and at most n_pending_max of them and one
+         * more (a plain listener's connection, a notification's socket) are open at once. */
+        if (s->n_pending_max > 0)
+                s->fd_max += (int)s->n_pending_max + 1;
+        journal_record_start(&rec);
+        (void)journal_record_addf(&rec, "ECHOD_CHECK", "close_range");
+        (void)journal_record_addf(&rec, "ECHOD_FD_MAX", "%d", s->fd_max);
+        log_event(LOG_WARNING, ECHOD_ID_STARTUP_CHECK, &rec,
+                  "close_range() is refused here (a kernel before 5.9, or a seccomp filter): "
+                  "each child closes descriptors 3 to %d one by one",
+                  s->fd_max);
 }

@@ -24,7 +24,7 @@ struct serve {
         struct pollfd *pfds;
         struct signalfd_siginfo siginfo[16];
         int signal_fd;
-        int fd_max; /* client.fd_max: 0 when close_range() works */
+        int fd_max; /* client.fd_max: 0 when close_range() works (serve_fds_check()) */
         struct children *children;
         struct udp *udp;         /* only with UDP sockets */
         struct pending *pending; /* only with PROXY protocol listeners */
@@ -73,3 +73,6 @@ bool serve_accepting(const struct serve *s, uint64_t now);
 void serve_accept(struct serve *s, const struct listener *l, uint64_t now);
 /* A connection of a PROXY listener whose header is in (pending_ready_fn). */
 void serve_admit_proxied(struct client *c, uint64_t now, void *userdata);
+/* Once, when every descriptor the loop keeps is open: sets fd_max (0 if close_range()
+ * works, else how far each child closes descriptors one by one) and warns if it is not 0. */
+void serve_fds_check(struct serve *s);

@@ -1,12 +1,11 @@
-/* A client's process. The child is short and paranoid: it keeps only its connection,
- * stderr (the log) and the stop signalfd, has no NOTIFY_SOCKET to talk to the service
+/* A client's process. The child is short and paranoid: of its descriptors it keeps only
+ * its connection, the stop signalfd, under journald the socket it reports on, and 0-2 as
+ * it inherited them (stderr: the log), has no NOTIFY_SOCKET to talk to the service
  * manager with (the main process keeps it out of the environment, see notify.c), and runs
  * no libc after fork(): system calls through sys.h, its log line built by line.c, its
  * peer's name written by the parent. So it touches only echod's own pages, and leaves with
  * exit_group() before anything of the parent's (atexit handlers, stdio) could run twice. */
 #include "client.h"
-
-#include <fcntl.h>
 
 #include "line.h"
 #include "sys.h"
@@ -142,21 +141,6 @@ static void close_all_but(int keep0, int keep1, int keep2, int fd_max) {
                 lo = keep[i] + 1;
         }
         sys_close_range((unsigned)lo, ~0u);
-}
-
-int client_fds_check(int open_max) {
-        int fd = sys_fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3), fd_max = 0;
-
-        if (fd >= 0 && sys_close_range((unsigned)fd, (unsigned)fd) == 0)
-                return 0;
-        /* Refused, or not known to work (no descriptor to try it on): close one by one. */
-        if (fd >= 0)
-                (void)sys_close(fd);
-        /* The highest open descriptor: fcntl(F_GETFD) fails on the others. */
-        for (int i = 3; i < open_max; i++)
-                if (sys_fcntl(i, F_GETFD, 0) >= 0)
-                        fd_max = i;
-        return fd_max > 2 ? fd_max : 3;
 }
 
 /* Never inlined, LTO included: tests/test_child_syms.py follows the child's code from here

@@ -8,8 +8,11 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "addr.h"
 #include "echo.h"
+
+/* Room for the peer as the log line names it. The main process writes it, with its own
+ * size for addresses (addr.h), which must fit: serve_accept.c asserts it. */
+#define CLIENT_PEER_TEXT_MAX 160
 
 struct client {
         int conn_fd;
@@ -17,14 +20,14 @@ struct client {
         int report_fd;                /* under journald: where the child's report goes (report.h); -1: none */
         struct sockaddr_storage peer; /* from accept(); family AF_UNSPEC if unknown */
         socklen_t peer_len;
-        char peer_text[ADDR_TEXT_MAX]; /* the peer as the log line names it */
-        uint64_t start_usec;           /* CLOCK_MONOTONIC when accepted */
+        char peer_text[CLIENT_PEER_TEXT_MAX]; /* the peer as the log line names it */
+        uint64_t start_usec;                  /* CLOCK_MONOTONIC when accepted */
         uint64_t idle_timeout_usec;
         uint64_t drain_timeout_usec; /* after a stop, the most finishing may take */
         bool nonblocking;            /* conn_fd is O_NONBLOCK already (accept4 made it so) */
         bool oob_inline;             /* conn_fd has SO_OOBINLINE already (a TCP listener's) */
         /* 0 when close_range() works; else the highest descriptor the parent may hold at
-         * the fork, up to which the child closes them one by one (client_fds_check()). */
+         * the fork, up to which the child closes them one by one (serve_fds_check()). */
         int fd_max;
 };
 
@@ -51,8 +54,3 @@ enum echo_end client_serve(const struct client *c);
 /* In a just-forked child: drops everything inherited that is not this client's (fds,
  * signal mask), serves, and exits with the echo_end as status. Calls no libc. */
 _Noreturn void client_run_child(const struct client *c);
-
-/* In the parent, once: whether close_range() works here (a kernel before 5.9, or a seccomp
- * filter, may refuse it). Returns 0 if it does, else the highest descriptor the parent
- * holds now (open_max bounds the search), for client.fd_max. */
-int client_fds_check(int open_max);

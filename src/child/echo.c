@@ -196,8 +196,8 @@ static int echo_wait(struct echo *e, int stop_fd, uint64_t deadline, bool no_wai
                 tsp = &ts;
         } else if (deadline > 0) {
                 uint64_t now = sys_now_usec(), left = deadline > now ? deadline - now : 0;
-                ts = (struct timespec){ .tv_sec = (time_t)(left / USEC_PER_SEC),
-                                        .tv_nsec = (long)(left % USEC_PER_SEC) * 1000 };
+                ts = (struct timespec){ .tv_sec = (time_t)(left / SYS_USEC_PER_SEC),
+                                        .tv_nsec = (long)(left % SYS_USEC_PER_SEC) * 1000 };
                 tsp = &ts;
         }
         r = sys_poll(pfds, stop_fd >= 0 ? 2 : 1, tsp);

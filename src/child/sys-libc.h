@@ -74,7 +74,10 @@ static inline pid_t sys_getpid(void) {
 }
 
 static inline uint64_t sys_now_usec(void) {
-        return clock_now_usec();
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * SYS_USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* fork() without the atfork handlers (libsystemd's among them): returns the child's pid,

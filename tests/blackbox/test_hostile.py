@@ -205,6 +205,8 @@ def test_close_range_refused(t, exe):
     try:
         d = Daemon(exe, [], sockets=[ls, us], launcher=[helper]).start()
         d.wait_ready()
+        # READY=1 can arrive before stderr has been read: the warning comes before the ready line.
+        d.wait_line(r"ready: ", 5 * SLOW)
         warn = [ln for ln in d.lines() if "close_range() is refused" in ln]
         t.ok(len(warn) == 1, "close_range() refused (ENOSYS): one warning at start", d.stderr_text())
         inodes = {socket_inode(ls), socket_inode(us)}

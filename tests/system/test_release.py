@@ -3,7 +3,8 @@
 upstream version of the newest packaging/debian/changelog entry, the spec's Version: and
 the version-release of its newest %changelog entry, the newest section of NEWS.md, and what
 `echod --version` prints. LICENSE at the top is the MIT text packaging/debian/copyright
-declares, with the same copyright line.
+declares, with the same copyright line. README.md, the operator's document, stays within
+README_MAX_LINES (design and history live in docs/ and tests/bench/README.md).
 
 usage: test_release.py SOURCE_ROOT ECHOD"""
 
@@ -17,8 +18,9 @@ from release import (debian_changelog_version, meson_version, news_versions,  # 
 from tap import finish, report  # noqa: E402  (beside this script)
 
 root, echod = sys.argv[1], sys.argv[2]
+README_MAX_LINES = 250
 
-print("1..7")
+print("1..8")
 
 version = meson_version(root)
 report(version is not None and re.fullmatch(r"\d+\.\d+\.\d+", version) is not None,
@@ -63,5 +65,10 @@ report(m is not None and deb_text and m.group(2) == deb_text and m.group(1) == d
        "LICENSE is the MIT text and copyright line of packaging/debian/copyright",
        f"LICENSE: {m.group(1) if m else '(not the expected layout)'}; "
        f"debian/copyright: {deb_holder}")
+
+with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+    readme_lines = len(f.read().splitlines())
+report(readme_lines <= README_MAX_LINES, f"README.md is at most {README_MAX_LINES} lines",
+       f"it is {readme_lines}")
 
 finish()
