@@ -891,6 +891,24 @@ def reap_orphans():
 # running a test file
 
 
+ALL_BYTES = bytes(range(256))
+
+
+def check_echo(t, addr, what):
+    """The basic echo checks against one address."""
+    got = roundtrip(addr, ALL_BYTES * 4, timeout=10 * SLOW)
+    t.ok(got == ALL_BYTES * 4, f"{what}: all 256 byte values, 4 times, come back exactly",
+         f"got {len(got)} bytes")
+    with connect(addr, 5 * SLOW) as s:
+        s.sendall(b"no newline")
+        try:
+            got = recv_exact(s, 10, 3 * SLOW)
+        except (OSError, EOFError) as e:
+            got = repr(e).encode()
+        t.ok(got == b"no newline", f"{what}: 'no newline' (no trailing newline) comes back while "
+             "the connection stays open", got)
+
+
 def run(tests):
     """Runs each test function fn(t, exe) and prints TAP. A test that raises is `not ok`;
     afterwards every daemon it started is killed and reaped and checked for sanitizer or
