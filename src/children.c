@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "addr.h"
+#include "fork.h"
 #include "journal-ids.h"
 #include "log.h"
 #include "map.h"
@@ -21,7 +22,7 @@ struct children {
 };
 
 int children_new(unsigned max, unsigned max_per_source, struct children **ret) {
-        struct children *c = map_alloc_parent_only(sizeof(*c));
+        struct children *c = fork_alloc_parent_only(sizeof(*c));
 
         if (!c)
                 return -ENOMEM;
@@ -40,7 +41,7 @@ void children_free(struct children *c) {
                 return;
         map_free(c->pids);
         map_free(c->sources);
-        map_free_parent_only(c, sizeof(*c));
+        fork_free_parent_only(c, sizeof(*c));
 }
 
 unsigned children_count(const struct children *c) {

@@ -14,12 +14,11 @@
 #include <sys/rseq.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "echo.h"
+#include "child/client.h"
+#include "child/sys.h"
 #include "forkcheck.h"
 #include "journal-ids.h"
 #include "log.h"
-#include "sys.h"
 #include "trim.h"
 
 #ifdef SYS_VIA_LIBC
@@ -58,6 +57,12 @@ struct tables {
         struct trim_object *objects;
         size_t n_objects;
 };
+
+/* Anchors in echod's own read-only data, data and .bss: the mappings that hold them are
+ * the ones a child's constants and variables live in. */
+static const char rodata_anchor[] = "fork";
+static int data_anchor = 1;
+static int bss_anchor;
 
 /* What fork_trim() marked, for fork_untrim(). */
 static struct range *trimmed;
@@ -242,11 +247,11 @@ int fork_trim(void) {
          * stack, the thread's own block (the canary on x86_64, and the rseq area the kernel
          * writes on the child's return to user space), and arm64's canary. */
         uintptr_t keep[] = {
-                (uintptr_t)&fork_trim,                       /* .text */
-                (uintptr_t)echo_end_to_string(ECHO_END_EOF), /* .rodata */
-                (uintptr_t)_DYNAMIC,                         /* RELRO */
-                (uintptr_t)&log_max_level,                   /* .data */
-                (uintptr_t)&log_use_prefix,                  /* .bss */
+                (uintptr_t)&fork_trim,    /* .text */
+                (uintptr_t)rodata_anchor, /* .rodata */
+                (uintptr_t)_DYNAMIC,      /* RELRO */
+                (uintptr_t)&data_anchor,  /* .data */
+                (uintptr_t)&bss_anchor,   /* .bss */
                 (uintptr_t)&local,
                 tp,
                 tp + (uintptr_t)__rseq_offset,
@@ -295,19 +300,4 @@ int fork_trim(void) {
                           reason);
         }
         return (int)n_trimmed;
-}
-
-/* Every page of the stack the parent writes between two forks is shared with the child
- * just made, so the parent's first write to it after each fork is a copy-on-write fault.
- * The accept loop's frames fit in one page, but where they began within a page followed
- * the random offset the kernel gives the stack at exec: in 6 launches of 8 they straddled
- * two, a fault per connection more (3 instead of 2, with the thread block's). */
-__attribute__((noinline)) int fork_call_page_top(int (*fn)(void *userdata), void *userdata) {
-        long page_size = sysconf(_SC_PAGESIZE);
-        char here;
-        size_t gap_size = page_size > 0 ? ((uintptr_t)&here + 64) & ((uintptr_t)page_size - 1) : 0;
-        char *gap = __builtin_alloca(gap_size);
-
-        __asm__ volatile("" : : "r"(gap) : "memory"); /* the gap stays */
-        return fn(userdata);
 }

@@ -12,10 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "child/client.h"
+#include "child/line.h"
+#include "child/sys.h"
 #include "clock.h"
 #include "log.h"
-#include "sys.h"
 
 #define FORKCHECK_TIMEOUT_USEC (5 * USEC_PER_SEC)
 

@@ -1,5 +1,5 @@
 /* The MESSAGE_ID of each kind of event echod logs: generated once with `systemd-id128 new`
- * and fixed forever (operators filter on them; src/echod.catalog explains each). Never
+ * and fixed forever (operators filter on them; units/echod.catalog explains each). Never
  * change or reuse one; a new kind of event gets a new id, and an entry in the catalog. */
 #pragma once
 

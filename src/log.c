@@ -1,4 +1,4 @@
-/* Logging for the main process (its children use logline.c): a line on stderr, formatted
+/* Logging for the main process (its children use child/line.c): a line on stderr, formatted
  * into one buffer and written with a single write(2), so lines from concurrent processes
  * never interleave; or, when stderr is the journal, one native journal record per event. */
 #include "log.h"
@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "child/line.h"
 
 #define LOG_LINE_MAX 1024
 

@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <sysexits.h>
 
-#include "client.h"
+#include "child/client.h"
 #include "clock.h"
 #include "listen.h"
 #include "log.h"

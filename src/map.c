@@ -3,7 +3,8 @@
 #include "map.h"
 
 #include <errno.h>
-#include <sys/mman.h>
+
+#include "fork.h"
 
 struct slot {
         uint64_t key;
@@ -17,20 +18,6 @@ struct map {
         size_t n, max;
         size_t mapped;
 };
-
-void *map_alloc_parent_only(size_t size) {
-        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-        if (p == MAP_FAILED)
-                return NULL;
-        (void)madvise(p, size, MADV_DONTFORK);
-        return p;
-}
-
-void map_free_parent_only(void *p, size_t size) {
-        if (p)
-                munmap(p, size);
-}
 
 static size_t home_of(const struct map *m, uint64_t key) {
         key ^= key >> 33;
@@ -46,7 +33,7 @@ int map_new(size_t max, struct map **ret) {
         while (n_slots < 2 * max)
                 n_slots *= 2;
         size = sizeof(struct map) + n_slots * sizeof(struct slot);
-        m = map_alloc_parent_only(size);
+        m = fork_alloc_parent_only(size);
         if (!m)
                 return -ENOMEM;
         *m = (struct map){
@@ -61,7 +48,7 @@ int map_new(size_t max, struct map **ret) {
 
 void map_free(struct map *m) {
         if (m)
-                map_free_parent_only(m, m->mapped);
+                fork_free_parent_only(m, m->mapped);
 }
 
 static struct slot *find(const struct map *m, uint64_t key) {

@@ -21,8 +21,3 @@ size_t map_size(const struct map *m);
 /* Calls f for every entry; f must not change the map. */
 void map_foreach(const struct map *m, void (*f)(uint64_t key, uint64_t value, void *userdata),
                  void *userdata);
-
-/* Anonymous memory that a fork() does not copy: the parent's own bookkeeping, which no
- * child needs and whose pages then never turn copy-on-write under the parent's writes. */
-void *map_alloc_parent_only(size_t size);
-void map_free_parent_only(void *p, size_t size);

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "fork.h"
 #include "journal-ids.h"
 #include "log.h"
-#include "map.h"
 #include "tally.h"
 
 struct entry {
@@ -36,7 +36,7 @@ struct pending {
 
 int pending_new(size_t max, struct pollfd *pfds, struct pending **ret) {
         size_t size = sizeof(struct pending) + max * sizeof(struct entry);
-        struct pending *p = map_alloc_parent_only(size);
+        struct pending *p = fork_alloc_parent_only(size);
 
         if (!p)
                 return -ENOMEM;
@@ -57,7 +57,7 @@ void pending_free(struct pending *p) {
         if (!p)
                 return;
         pending_close_all(p);
-        map_free_parent_only(p, p->size);
+        fork_free_parent_only(p, p->size);
 }
 
 size_t pending_count(const struct pending *p) {

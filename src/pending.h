@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "child/client.h"
 #include "clock.h"
 #include "proxy.h"
 

@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "addr.h"
-#include "client.h"
+#include "child/client.h"
+#include "fork.h"
 #include "journal-ids.h"
 #include "log.h"
-#include "map.h"
 
 struct report {
         int fds[2]; /* [0] the parent reads, [1] children send */
@@ -28,12 +28,12 @@ int report_new(struct report **ret) {
         *ret = NULL;
         if (!log_journal())
                 return 0;
-        r = map_alloc_parent_only(sizeof(*r));
+        r = fork_alloc_parent_only(sizeof(*r));
         if (!r)
                 return -ENOMEM;
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, r->fds) < 0) {
                 int error = errno;
-                map_free_parent_only(r, sizeof(*r));
+                fork_free_parent_only(r, sizeof(*r));
                 return -error;
         }
         *ret = r;
@@ -45,7 +45,7 @@ void report_free(struct report *r) {
                 return;
         close(r->fds[0]);
         close(r->fds[1]);
-        map_free_parent_only(r, sizeof(*r));
+        fork_free_parent_only(r, sizeof(*r));
 }
 
 int report_child_fd(const struct report *r) {

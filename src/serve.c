@@ -1,8 +1,11 @@
 /* The accept loop. One poll() over a signalfd and the listeners; a listener is polled only
  * while there is room for another child, so the --max-clients cap is backpressure (clients
- * wait in the kernel's backlog) with no extra branch. Faults on accept() or fork() pause
- * the listeners with a growing delay: the service never spins and never gives up. */
+ * wait in the kernel's backlog) with no extra branch. Failures of accept() or fork() pause
+ * the listeners with a growing delay: the service never spins and never gives up. Which
+ * listeners are polled, and taking a connection, are serve_accept.c's. See docs/design.md,
+ * "The main loop". */
 #include "serve.h"
+#include "serve_state.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,50 +16,21 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "child/client.h"
 #include "clock.h"
 #include "children.h"
 #include "drain.h"
-#include "fault.h"
 #include "fork.h"
 #include "journal-ids.h"
 #include "log.h"
-#include "map.h"
 #include "notify.h"
 #include "refused.h"
 #include "report.h"
 #include "pending.h"
-#include "sys.h"
 #include "tally.h"
 #include "udp.h"
-
-struct serve {
-        const struct options *options;
-        struct listeners *listeners;
-        /* [0]: signal_fd; [1 + i]: listeners->items[i]; then the pending connections */
-        struct pollfd *pfds;
-        struct signalfd_siginfo siginfo[16];
-        int signal_fd;
-        int fd_max; /* client.fd_max: 0 when close_range() works */
-        struct children *children;
-        struct udp *udp;         /* only with UDP sockets */
-        struct pending *pending; /* only with PROXY protocol listeners */
-        struct report *report;   /* only under journald: the children's reports */
-        int report_fd;           /* client.report_fd: the end children send on, or -1 */
-        struct notify notify;
-        uint64_t n_served, n_refused;
-        struct tally refused_log;
-        struct refused refused_sources; /* who was refused since the last line */
-        struct drain drain;             /* once a stop has begun */
-        bool at_cap;                    /* at the cap since the backlog was last seen empty */
-        uint64_t n_cap_episodes;        /* times the cap was reached */
-        struct tally cap_log;
-        struct fault fault;   /* accept() or fork() failing for want of resources */
-        size_t n_pending_max; /* room in pfds for connections waiting for a PROXY header */
-};
 
 /* Refused in all: over the per-source cap, or without a valid PROXY header. */
 static uint64_t serve_refused(const struct serve *s) {
@@ -73,110 +47,6 @@ static void format_status(const struct serve *s, char *buf, size_t size) {
                 snprintf(buf + n, size - (size_t)n, ", %" PRIu64 " datagrams echoed, %" PRIu64 " dropped",
                          echoed, dropped);
         }
-}
-
-/* Hands one accepted connection to a new child. Returns 0 or -errno (fork failed; the
- * connection was closed). */
-static int serve_spawn(struct serve *s, struct client *c, uint64_t source) {
-        /* fork() semantics without libc's part of it (atfork handlers, locks, its thread
-         * data): the child runs no libc (client.c). */
-        pid_t pid = sys_fork();
-
-        if (pid == 0)
-                client_run_child(c);
-        close(c->conn_fd);
-        if (pid < 0)
-                return pid;
-        if (children_add(s->children, pid, source) < 0) {
-                /* Cannot happen: the loop accepts only below the cap. A child the table does
-                 * not hold would get no stop and outlive echod: it must not serve. */
-                log_error("No room for child %d in the table of %u: killed", (int)pid,
-                          s->options->max_clients);
-                (void)kill(pid, SIGKILL);
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
-                return 0;
-        }
-        s->n_served++;
-        notify_status_changed(&s->notify);
-        log_debug("accepted %s (pid %d)", c->peer_text, (int)pid);
-        return 0;
-}
-
-/* Serves an accepted connection whose peer is known: the per-source cap, then a child. */
-static inline void serve_admit(struct serve *s, struct client *c, uint64_t now) {
-        uint64_t source;
-        int r;
-
-        source = addr_source_key((struct sockaddr *)&c->peer, c->peer_len);
-        if (children_source_full(s->children, source)) {
-                /* Closed at once: the peer sees its connection end with no data. */
-                close(c->conn_fd);
-                s->n_refused++;
-                refused_add(&s->refused_sources, source);
-                notify_status_changed(&s->notify);
-                return;
-        }
-        addr_describe_peer(c->conn_fd, (struct sockaddr *)&c->peer, c->peer_len, c->peer_text,
-                           sizeof(c->peer_text));
-        r = serve_spawn(s, c, source);
-        if (r < 0) {
-                fault_record(&s->fault, r, "fork()", now);
-                return;
-        }
-        fault_end(&s->fault);
-}
-
-/* A connection of a PROXY listener whose header is in (pending_ready_fn). */
-static void serve_admit_proxied(struct client *c, uint64_t now, void *userdata) {
-        serve_admit(userdata, c, now);
-}
-
-/* accept4() into *c. Returns false if there was no connection (a failure is recorded). */
-static inline bool serve_take(struct serve *s, const struct listener *l, uint64_t now, struct client *c) {
-        *c = (struct client){
-                .stop_fd = s->signal_fd,
-                .report_fd = s->report_fd,
-                .idle_timeout_usec = s->options->idle_timeout_usec,
-                .drain_timeout_usec = s->options->drain_timeout_usec,
-                .nonblocking = true,
-                .oob_inline = l->family != AF_UNIX, /* copied from the TCP listener */
-                .fd_max = s->fd_max,
-                .peer_len = sizeof(c->peer),
-        };
-        c->conn_fd = accept4(l->fd, (struct sockaddr *)&c->peer, &c->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c->conn_fd < 0) {
-                if (errno != EAGAIN && !fault_accept_is_transient(errno))
-                        fault_record(&s->fault, errno, "accept()", now);
-                return false;
-        }
-        c->start_usec = now;
-        return true;
-}
-
-/* A PROXY listener's connection: the header first, the client's real address decides the
- * rest. Two such listeners may both be readable in one pass with one place left. */
-static void serve_accept_proxied(struct serve *s, const struct listener *l, uint64_t now) {
-        struct client c;
-
-        if (pending_full(s->pending) || !serve_take(s, l, now, &c))
-                return;
-        if (pending_add(s->pending, &c, now, serve_admit_proxied, s) > 0)
-                notify_status_changed(&s->notify);
-}
-
-/* Takes one connection: poll() says when there is another. Looping until EAGAIN would
- * cost a failed accept4() per connection at low load, and its errno write a page fault in
- * the parent (every page it writes is copy-on-write after each fork). */
-static void serve_accept(struct serve *s, const struct listener *l, uint64_t now) {
-        struct client c;
-
-        if (l->proxy) {
-                serve_accept_proxied(s, l, now);
-                return;
-        }
-        if (serve_take(s, l, now, &c))
-                serve_admit(s, &c, now);
 }
 
 static void serve_stop(struct serve *s, uint64_t now) {
@@ -245,86 +115,6 @@ static void serve_timers(struct serve *s, uint64_t now) {
                 notify_status(&s->notify, status, now);
         }
         notify_watchdog(&s->notify, now);
-}
-
-static __attribute__((noinline)) void serve_log_cap(struct serve *s, uint64_t now) {
-        uint64_t n = tally_due(&s->cap_log, s->n_cap_episodes, now);
-        struct journal_record rec;
-
-        if (n == 0)
-                return;
-        journal_record_start(&rec);
-        (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
-        (void)journal_record_addf(&rec, "ECHOD_EPISODES", "%" PRIu64, n);
-        if (n == 1)
-                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
-                          "at the limit of %u clients: accepting paused until one ends",
-                          s->options->max_clients);
-        else
-                log_event(LOG_WARNING, ECHOD_ID_AT_CAP, &rec,
-                          "at the limit of %u clients: accepting paused until one ends (%" PRIu64
-                          " times since the last report)",
-                          s->options->max_clients, n);
-}
-
-/* At the cap: children and connections waiting for their PROXY header count alike. */
-static bool serve_full(const struct serve *s) {
-        size_t n_waiting = s->pending ? pending_count(s->pending) : 0;
-
-        return children_count(s->children) + n_waiting >= s->options->max_clients;
-}
-
-/* Whether a connection may be taken now: not stopping, below the cap, not paused. Looked
- * at before each accept, since one pass may find several listeners ready. */
-static bool serve_accepting(const struct serve *s, uint64_t now) {
-        return !s->drain.stopping && !serve_full(s) && fault_paused_until(&s->fault, now) == 0;
-}
-
-/* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */
-static int serve_arm(struct serve *s, uint64_t now) {
-        bool waiting_full = s->pending && pending_full(s->pending);
-        bool full = serve_full(s);
-        uint64_t paused_until = fault_paused_until(&s->fault, now);
-        bool paused = paused_until != 0;
-        bool accepting = serve_accepting(s, now);
-        bool answering = !s->drain.stopping && s->udp && !udp_paused(s->udp, now);
-        bool looking = false; /* a stream listener is polled */
-        uint64_t deadline = notify_deadline(&s->notify);
-        uint64_t refused_due = tally_deadline(&s->refused_log, s->n_refused);
-
-        /* An episode ends when the backlog is found empty (serve_run). A client that
-         * cycles one connection at the cap starts one each time: counted, and logged at
-         * most once per interval. */
-        if (full && !s->at_cap && !s->drain.stopping) {
-                s->at_cap = true;
-                s->n_cap_episodes++;
-        }
-        serve_log_cap(s, now);
-
-        for (size_t i = 0; i < s->listeners->n; i++) {
-                const struct listener *l = &s->listeners->items[i];
-                bool on = l->type == LISTENER_STREAM ? accepting && !(l->proxy && waiting_full) : answering;
-                s->pfds[1 + i].fd = on ? l->fd : -1;
-                looking |= on && l->type == LISTENER_STREAM;
-        }
-        if (s->udp && udp_deadline(s->udp, now) < deadline)
-                deadline = udp_deadline(s->udp, now);
-        if (refused_due < deadline)
-                deadline = refused_due;
-        if (tally_deadline(&s->cap_log, s->n_cap_episodes) < deadline)
-                deadline = tally_deadline(&s->cap_log, s->n_cap_episodes);
-        if (s->pending && pending_deadline(s->pending) < deadline)
-                deadline = pending_deadline(s->pending);
-        if (paused && paused_until < deadline)
-                deadline = paused_until;
-        if (drain_deadline(&s->drain) < deadline)
-                deadline = drain_deadline(&s->drain);
-        /* Below the cap again during an at-the-limit episode: look at the backlog without
-         * waiting; if nobody is there, the loop ends the episode. Not while no stream listener
-         * is polled (PROXY listeners only, their waiting table full): nothing would end it. */
-        if (s->at_cap && looking)
-                return 0;
-        return clock_timeout_ms(deadline, now);
 }
 
 static int serve_setup(struct serve *s) {
@@ -463,7 +253,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
          * parent writes them without copy-on-write faults. */
         size_t n_pending_max = pending_room(options, listeners);
         size_t size = sizeof(struct serve) + (1 + listeners->n + n_pending_max) * sizeof(struct pollfd);
-        struct serve *s = map_alloc_parent_only(size);
+        struct serve *s = fork_alloc_parent_only(size);
         uint64_t now = clock_now_usec();
         int r;
 
@@ -482,6 +272,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         if (r >= 0) {
                 (void)fork_trim();
                 serve_ready(s, now);
+                /* The loop's frames in one stack page: a fork costs the parent one copy, not two. */
                 r = fork_call_page_top(serve_run, s);
         }
 
@@ -491,6 +282,6 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
         report_free(s->report);
         if (s->signal_fd >= 0)
                 close(s->signal_fd);
-        map_free_parent_only(s, size);
+        fork_free_parent_only(s, size);
         return r;
 }

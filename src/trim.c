@@ -5,7 +5,7 @@
  * safe to leave out; anything else stays, whatever a future kernel, libc, compiler or CPU
  * adds (a shadow stack, a new pseudo-mapping, anonymous memory of unknown purpose).
  *
- * Fast path (x86_64 and aarch64, not sanitized, sys.h): the child runs echod's code only,
+ * Fast path (x86_64 and aarch64, not sanitized, child/sys.h): the child runs echod's code only,
  * with raw system calls, so it may lose the heap, the vDSO and its data pages, and every
  * shared object but echod (libc, the dynamic loader...). What it assumes, per
  * architecture, and where each assumption is checked:
@@ -25,7 +25,8 @@
  * calls libc, so only libraries it never calls may go: libsystemd and those loaded only
  * because of it (found from the DT_NEEDED graph). echod loads libsystemd with dlopen() only
  * while it calls it (libsystemd.c), never while it forks, so a stock build has nothing to
- * leave out on this path; the rule covers a build that links it. */
+ * leave out on this path; the rule covers a build that links it. See docs/design.md,
+ * "Proving the trim safe". */
 #include "trim.h"
 
 #include <string.h>
@@ -102,7 +103,7 @@ static void find_libsystemd_family(const struct trim_input *in, bool *family) {
                 family[i] = marks[i] == REACHED_FROM_LIBSYSTEMD;
 }
 
-/* Pseudo-mappings the fast path's child never touches: it calls no vDSO function (sys.h
+/* Pseudo-mappings the fast path's child never touches: it calls no vDSO function (child/sys.h
  * reads the clock with a system call) and allocates nothing. */
 static bool is_fast_path_pseudo(const char *name) {
         return name_is(name, "[heap]") || name_is(name, "[vdso]") || name_is(name, "[vvar]") ||

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 enum trim_mode {
-        TRIM_FAST,     /* the child runs echod's code only (raw system calls, sys.h) */
+        TRIM_FAST,     /* the child runs echod's code only (raw system calls, child/sys.h) */
         TRIM_PORTABLE, /* the child runs libc: only what it never calls may go */
 };
 
@@ -16,7 +16,7 @@ struct trim_mapping {
         uintptr_t start, end;
         const char *name;  /* a path, a pseudo-name ("[heap]", "[vdso]"...), or "" */
         bool shadow_stack; /* VmFlags "ss" */
-        bool dontcopy;     /* VmFlags "dc": parent-only already (map.c), not ours to touch */
+        bool dontcopy;     /* VmFlags "dc": parent-only already (fork_mem.c), not ours to touch */
         bool trim;         /* the decision */
 };
 

@@ -11,10 +11,10 @@
 
 #include "addr.h"
 #include "clock.h"
+#include "fork.h"
 #include "listen.h"
 #include "journal-ids.h"
 #include "log.h"
-#include "map.h"
 #include "tally.h"
 
 #define UDP_BATCH       64
@@ -38,7 +38,7 @@ struct udp {
 };
 
 int udp_new(uint64_t seed, uint64_t now, struct udp **ret) {
-        struct udp *u = map_alloc_parent_only(sizeof(struct udp));
+        struct udp *u = fork_alloc_parent_only(sizeof(struct udp));
 
         if (!u)
                 return -ENOMEM;
@@ -49,7 +49,7 @@ int udp_new(uint64_t seed, uint64_t now, struct udp **ret) {
 }
 
 void udp_free(struct udp *u) {
-        map_free_parent_only(u, sizeof(struct udp));
+        fork_free_parent_only(u, sizeof(struct udp));
 }
 
 /* Asks for the local address of each datagram, so that answers leave from it. */

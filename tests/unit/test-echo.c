@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "echo.h"
+#include "child/echo.h"
 #include "tap.h"
 
 static bool valgrind;

@@ -186,7 +186,7 @@ static void test_stays(void) {
         add(&l, OBJ_START(N_OBJ) + 0x400000, 8, ""); /* a shadow stack */
         ss = &l.mappings[l.n - 1];
         ss->shadow_stack = true;
-        add(&l, OBJ_START(N_OBJ) + 0x500000, 8, ""); /* parent-only already (map.c) */
+        add(&l, OBJ_START(N_OBJ) + 0x500000, 8, ""); /* parent-only already (fork_mem.c) */
         dc = &l.mappings[l.n - 1];
         dc->dontcopy = true;
         add(&l, OBJ_START(N_OBJ) + 0x600000, 1, "[uprobes]");

@@ -1,4 +1,4 @@
-/* Unit test of fault.c and tally.h, the two ways the accept loop keeps a fault or a flood
+/* Unit test of backoff.c and tally.h, the two ways the accept loop keeps a failure or a flood
  * from turning into a spin or a flood of log lines: the pause after failed accept() or
  * fork() calls (10 ms doubling to 1 s, one line when an episode starts and one when it
  * ends) and counts reported at most every 10 s. */
@@ -12,7 +12,7 @@
 
 #include "capture.h"
 #include "clock.h"
-#include "fault.h"
+#include "backoff.h"
 #include "log.h"
 #include "tally.h"
 #include "tap.h"
@@ -25,21 +25,21 @@ static unsigned count_lines(const char *s) {
         return n;
 }
 
-static void test_fault(void) {
+static void test_backoff(void) {
         static const uint64_t want_ms[] = { 10, 20, 40, 80, 160, 320, 640, 1000, 1000 };
-        struct fault f = {};
+        struct backoff b = {};
         uint64_t now = 100 * USEC_PER_SEC;
         bool schedule_ok = true;
         char log[2048];
 
-        tap(fault_paused_until(&f, now) == 0, "no fault: not paused");
+        tap(backoff_paused_until(&b, now) == 0, "no failure: not paused");
         capture_begin();
         for (size_t i = 0; i < sizeof(want_ms) / sizeof(want_ms[0]); i++) {
-                fault_record(&f, i == 0 ? EMFILE : -EMFILE, "accept()", now);
-                if (fault_paused_until(&f, now) != now + want_ms[i] * USEC_PER_MSEC) {
+                backoff_record(&b, i == 0 ? EMFILE : -EMFILE, "accept()", now);
+                if (backoff_paused_until(&b, now) != now + want_ms[i] * USEC_PER_MSEC) {
                         schedule_ok = false;
                         printf("# failure %zu: paused %lld us, want %llu ms\n", i + 1,
-                               (long long)(fault_paused_until(&f, now) - now),
+                               (long long)(backoff_paused_until(&b, now) - now),
                                (unsigned long long)want_ms[i]);
                 }
                 now += want_ms[i] * USEC_PER_MSEC;
@@ -51,12 +51,12 @@ static void test_fault(void) {
             "one log line for the episode, with the cause");
         if (count_lines(log) != 1)
                 printf("# %s", log);
-        tap(fault_paused_until(&f, now) == 0 && fault_paused_until(&f, now - 1) == now,
+        tap(backoff_paused_until(&b, now) == 0 && backoff_paused_until(&b, now - 1) == now,
             "the pause is over at its end, not before");
 
         capture_begin();
-        fault_end(&f);
-        fault_end(&f);
+        backoff_end(&b);
+        backoff_end(&b);
         capture_end(log, sizeof(log));
         tap(count_lines(log) == 1 && strstr(log, "Serving again after 9 failed attempts") != NULL,
             "a success ends the episode with one line that counts the failures");
@@ -64,17 +64,17 @@ static void test_fault(void) {
                 printf("# %s", log);
 
         capture_begin();
-        fault_record(&f, -EAGAIN, "fork()", now);
+        backoff_record(&b, -EAGAIN, "fork()", now);
         capture_end(log, sizeof(log));
-        tap(fault_paused_until(&f, now) == now + 10 * USEC_PER_MSEC && strstr(log, "fork() failed") != NULL,
+        tap(backoff_paused_until(&b, now) == now + 10 * USEC_PER_MSEC && strstr(log, "fork() failed") != NULL,
             "the next episode starts again at 10 ms, with its own line");
 
-        tap(fault_accept_is_transient(ECONNABORTED) && fault_accept_is_transient(EPROTO) &&
-                    fault_accept_is_transient(EINTR),
-            "a connection aborted before accept() is not a fault of the listener");
-        tap(!fault_accept_is_transient(EMFILE) && !fault_accept_is_transient(ENFILE) &&
-                    !fault_accept_is_transient(ENOBUFS) && !fault_accept_is_transient(ENOMEM),
-            "out of descriptors or memory is a fault: it pauses");
+        tap(backoff_accept_is_transient(ECONNABORTED) && backoff_accept_is_transient(EPROTO) &&
+                    backoff_accept_is_transient(EINTR),
+            "a connection aborted before accept() is not a failure of the listener");
+        tap(!backoff_accept_is_transient(EMFILE) && !backoff_accept_is_transient(ENFILE) &&
+                    !backoff_accept_is_transient(ENOBUFS) && !backoff_accept_is_transient(ENOMEM),
+            "out of descriptors or memory is a failure: it pauses");
 }
 
 static void test_tally(void) {
@@ -96,7 +96,7 @@ static void test_tally(void) {
 
 int main(void) {
         log_setup(LOG_INFO);
-        test_fault();
+        test_backoff();
         test_tally();
         return tap_done();
 }

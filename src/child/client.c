@@ -1,14 +1,14 @@
 /* A client's process. The child is short and paranoid: it keeps only its connection,
  * stderr (the log) and the stop signalfd, has no NOTIFY_SOCKET to talk to the service
  * manager with (the main process keeps it out of the environment, see notify.c), and runs
- * no libc after fork(): system calls through sys.h, its log line built by logline.c, its
+ * no libc after fork(): system calls through sys.h, its log line built by line.c, its
  * peer's name written by the parent. So it touches only echod's own pages, and leaves with
  * exit_group() before anything of the parent's (atexit handlers, stdio) could run twice. */
 #include "client.h"
 
 #include <fcntl.h>
 
-#include "log.h"
+#include "line.h"
 #include "sys.h"
 
 /* Errors a connected stream socket can end with, besides a reset (echo.c). */

@@ -1,7 +1,7 @@
 /* The log line of a client's process, built and written without libc (see sys.h): the
  * child's one line per connection. The level and the journal prefix are decided by
  * log_setup() in the main process and inherited. */
-#include "log.h"
+#include "line.h"
 
 #include <sys/stat.h>
 

@@ -1,6 +1,6 @@
-/* The pause of a fault episode (see fault.h): the first failure is logged with its cause,
+/* The pause of a backoff episode (see backoff.h): the first failure is logged with its cause,
  * the rest only counted, and the first success says how many there were. */
-#include "fault.h"
+#include "backoff.h"
 
 #include <errno.h>
 
@@ -11,8 +11,8 @@
 #define PAUSE_MIN_USEC (10 * USEC_PER_MSEC)
 #define PAUSE_MAX_USEC (1 * USEC_PER_SEC)
 
-void fault_record(struct fault *f, int error, const char *what, uint64_t now) {
-        if (f->pause_usec == 0) {
+void backoff_record(struct backoff *b, int error, const char *what, uint64_t now) {
+        if (b->pause_usec == 0) {
                 struct journal_record rec;
                 journal_record_start(&rec);
                 (void)journal_record_addf(&rec, "ERRNO", "%d", error < 0 ? -error : error);
@@ -22,32 +22,32 @@ void fault_record(struct fault *f, int error, const char *what, uint64_t now) {
                 log_event(LOG_WARNING, ECHOD_ID_BACKOFF, &rec,
                           "%s failed: %m; pausing new connections, retrying with a growing delay up to 1 s",
                           what);
-                f->pause_usec = PAUSE_MIN_USEC;
-        } else if (f->pause_usec < PAUSE_MAX_USEC)
-                f->pause_usec = f->pause_usec * 2 < PAUSE_MAX_USEC ? f->pause_usec * 2 : PAUSE_MAX_USEC;
-        f->n_faults++;
-        f->paused_until = now + f->pause_usec;
+                b->pause_usec = PAUSE_MIN_USEC;
+        } else if (b->pause_usec < PAUSE_MAX_USEC)
+                b->pause_usec = b->pause_usec * 2 < PAUSE_MAX_USEC ? b->pause_usec * 2 : PAUSE_MAX_USEC;
+        b->n_failures++;
+        b->paused_until = now + b->pause_usec;
 }
 
-void fault_end(struct fault *f) {
+void backoff_end(struct backoff *b) {
         struct journal_record rec;
 
-        if (f->pause_usec == 0)
+        if (b->pause_usec == 0)
                 return;
         journal_record_start(&rec);
         (void)journal_record_addf(&rec, "ECHOD_BACKOFF", "end");
-        (void)journal_record_addf(&rec, "ECHOD_FAILURES", "%u", f->n_faults);
-        log_event(LOG_NOTICE, ECHOD_ID_BACKOFF, &rec, "Serving again after %u failed attempt%s", f->n_faults,
-                  f->n_faults == 1 ? "" : "s");
-        f->pause_usec = 0;
-        f->n_faults = 0;
+        (void)journal_record_addf(&rec, "ECHOD_FAILURES", "%u", b->n_failures);
+        log_event(LOG_NOTICE, ECHOD_ID_BACKOFF, &rec, "Serving again after %u failed attempt%s",
+                  b->n_failures, b->n_failures == 1 ? "" : "s");
+        b->pause_usec = 0;
+        b->n_failures = 0;
 }
 
-uint64_t fault_paused_until(const struct fault *f, uint64_t now) {
-        return f->pause_usec != 0 && now < f->paused_until ? f->paused_until : 0;
+uint64_t backoff_paused_until(const struct backoff *b, uint64_t now) {
+        return b->pause_usec != 0 && now < b->paused_until ? b->paused_until : 0;
 }
 
-bool fault_accept_is_transient(int error) {
+bool backoff_accept_is_transient(int error) {
         switch (error) {
         case ECONNABORTED:
         case EPROTO:

@@ -1,12 +1,12 @@
 /* Linux system calls made directly, for the client's process. A forked child has no page
  * mapped that it has not touched since fork(): every libc function it calls costs it a page
  * fault, and its exit then unmaps all that fault-around mapped with it. So the child's code
- * (client.c, echo.c, logline.c) calls these, and runs on echod's own pages only. They return
+ * (client.c, echo.c, line.c) calls these, and runs on echod's own pages only. They return
  * the result or -errno and never touch errno (a write to libc's thread data, one more page).
  * That fast path exists on x86_64 and aarch64 (trim.c says what it assumes). Everywhere
  * else, in sanitizer builds (whose runtimes check libc's calls) and with
  * -Dportable_child=true, SYS_VIA_LIBC: the same functions are libc's calls, returning
- * -errno, and children keep libc (trim.c). */
+ * -errno, and children keep libc (trim.c). See docs/design.md, "A client's process". */
 #pragma once
 
 #include <errno.h>
