@@ -159,7 +159,7 @@ int client_fds_check(int open_max) {
         return fd_max > 2 ? fd_max : 3;
 }
 
-/* Never inlined, LTO included: tests/test_child_syms.py follows the child's code from here
+/* Never inlined, LTO included: tests/unit/test_child_syms.py follows the child's code from here
  * in the linked binary. */
 __attribute__((noinline)) _Noreturn void client_run_child(const struct client *c) {
         /* The stop signals stay blocked, read through stop_fd; SIGCHLD and SIGHUP, blocked
