@@ -96,6 +96,24 @@ static void kill_one(uint64_t pid, uint64_t source, void *userdata) {
         (void)kill((pid_t)pid, *(const int *)userdata);
 }
 
+struct foreach_call {
+        void (*f)(pid_t pid, uint64_t source, void *userdata);
+        void *userdata;
+};
+
+static void foreach_one(uint64_t pid, uint64_t source, void *userdata) {
+        struct foreach_call *call = userdata;
+
+        call->f((pid_t)pid, source, call->userdata);
+}
+
+void children_foreach(const struct children *c, void (*f)(pid_t pid, uint64_t source, void *userdata),
+                      void *userdata) {
+        struct foreach_call call = { f, userdata };
+
+        map_foreach(c->pids, foreach_one, &call);
+}
+
 unsigned children_kill(const struct children *c, int sig) {
         map_foreach(c->pids, kill_one, &sig);
         return children_count(c);

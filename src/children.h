@@ -23,5 +23,8 @@ int children_add(struct children *c, pid_t pid, uint64_t source);
 /* Reaps every child that has ended and forgets it; logs each one a signal killed
  * (drain_killed: a SIGKILL is the drain timeout's, said as such). Returns how many. */
 unsigned children_reap(struct children *c, bool drain_killed);
+/* Calls f for every live child with its source key. */
+void children_foreach(const struct children *c, void (*f)(pid_t pid, uint64_t source, void *userdata),
+                      void *userdata);
 /* Sends sig to every live child; returns how many there are. */
 unsigned children_kill(const struct children *c, int sig);

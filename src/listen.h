@@ -19,6 +19,7 @@ struct listener {
         enum listener_type type;
         int family;
         bool created_path;            /* an AF_UNIX path this process bound: unlinked on exit */
+        bool passed;                  /* from systemd (LISTEN_FDS), at fd 3 + its index */
         bool proxy;                   /* connections start with a PROXY header (--proxy-protocol) */
         char name[ADDR_TEXT_MAX + 8]; /* "tcp 127.0.0.1:7", "udp [::]:7", "unix /run/e.sock" */
 };
@@ -28,7 +29,8 @@ struct listeners {
         size_t n;
 };
 
-/* Collects the passed fds and opens the --listen ones. On failure logs one line naming the
+/* Collects the passed fds and opens the --listen ones (after a reload: takes them over
+ * from the image before, reexec.h). On failure logs one line naming the
  * socket and returns -errno; there are none: -ENOENT (the caller explains how to run). */
 int listen_fds_get(const struct options *options, struct listeners *ret);
 

@@ -10,10 +10,14 @@
 
 #include "child/client.h"
 #include "clock.h"
+#include "config.h"
+#include "forkcheck.h"
+#include "libsystemd.h"
 #include "listen.h"
 #include "log.h"
 #include "options.h"
 #include "pending.h"
+#include "reexec.h"
 #include "serve.h"
 
 /* inetd mode (Accept=yes): the one connection is served here, as a child would serve it.
@@ -69,6 +73,26 @@ static void stdio_guard(void) {
                         return;
 }
 
+/* --check, which a reload runs on the binary it is about to execute: the options parsed,
+ * libsystemd loadable (the sockets come through it), and a forked child of this binary
+ * serves a connection. Opens no socket; one line on stderr if it fails. */
+static int check_startup(void) {
+        struct libsystemd sd;
+        char reason[256];
+
+        if (libsystemd_open(&sd) < 0) {
+                log_error("Check failed: libsystemd.so.0 cannot be loaded: %s", sd.error);
+                return EXIT_FAILURE;
+        }
+        libsystemd_close(&sd);
+        if (forkcheck_run(reason, sizeof(reason)) < 0) {
+                log_error("Check failed: a child does not serve: %s", reason);
+                return EXIT_FAILURE;
+        }
+        log_debug("echod %s: check passed", ECHOD_VERSION);
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char *argv[]) {
         struct options options;
         struct listeners listeners;
@@ -77,6 +101,7 @@ int main(int argc, char *argv[]) {
         int r;
 
         stdio_guard();
+        reexec_init(argc, argv);
         r = options_parse(argc, argv, &options);
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : EX_USAGE;
@@ -100,6 +125,8 @@ int main(int argc, char *argv[]) {
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_SETMASK, &mask, NULL);
 
+        if (options.check)
+                return check_startup();
         r = listen_fds_get(&options, &listeners);
         if (r == -ENOENT) {
                 log_error("No sockets to serve: start echod from its socket unit (systemctl start "

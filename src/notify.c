@@ -7,6 +7,7 @@
 #include "notify.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,21 @@ void notify_ready(struct notify *n, const char *status, uint64_t now) {
 void notify_stopping(struct notify *n) {
         if (n->enabled)
                 send_state(n, "STOPPING=1");
+}
+
+void notify_reloading(struct notify *n, uint64_t now) {
+        char buf[128];
+
+        snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading%s", now,
+                 n->watchdog_usec > 0 ? "\nWATCHDOG=1" : "");
+        if (n->enabled)
+                send_state(n, buf);
+        if (n->watchdog_usec > 0)
+                n->watchdog_next = now + n->watchdog_usec / 2;
+}
+
+const char *notify_socket_path(const struct notify *n) {
+        return n->enabled ? notify_socket : NULL;
 }
 
 bool notify_status_due(const struct notify *n, uint64_t now) {

@@ -21,6 +21,11 @@ void notify_setup(struct notify *n, uint64_t now);
 /* Sends "READY=1\nSTATUS=<status>". */
 void notify_ready(struct notify *n, const char *status, uint64_t now);
 void notify_stopping(struct notify *n);
+/* A reload begins: RELOADING=1 with MONOTONIC_USEC (now; systemd >= 253 reads it, older
+ * ones ignore it) and WATCHDOG=1, so the new image starts with a whole watchdog period. */
+void notify_reloading(struct notify *n, uint64_t now);
+/* The notify socket's path, for a new image of echod (NULL: none). */
+const char *notify_socket_path(const struct notify *n);
 /* Something in the status changed: it will be sent within NOTIFY_STATUS_INTERVAL_USEC. */
 static inline void notify_status_changed(struct notify *n) {
         n->status_dirty = true;

@@ -17,6 +17,7 @@
 #define ARG_LOG_LEVEL      0x100
 #define ARG_PROXY_PROTOCOL 0x101
 #define ARG_LOG_PEER       0x102
+#define ARG_CHECK          0x103
 
 static const struct option long_options[] = {
         { "listen", required_argument, NULL, 'l' },
@@ -28,6 +29,7 @@ static const struct option long_options[] = {
         { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
         { "log-peer", required_argument, NULL, ARG_LOG_PEER },
         { "proxy-protocol", optional_argument, NULL, ARG_PROXY_PROTOCOL },
+        { "check", no_argument, NULL, ARG_CHECK },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -58,12 +60,17 @@ static const char help_text[] =
         "      --log-level LEVEL          err, warning, notice, info (default) or debug\n"
         "      --log-peer full|network|none  client addresses in the logs: all of them\n"
         "                                 (default), their /24 (IPv4) or /48 (IPv6), or none\n"
+        "      --check                    check that echod can start with these options\n"
+        "                                 (the start-up self-test), open no socket, exit\n"
+        "                                 0 if so; a reload runs it on the new binary\n"
         "  -h, --help                     show this help and exit\n"
         "  -V, --version                  show the version and exit\n"
         "\n"
         "HOST is a numeric address, an IPv6 one in brackets; without HOST echod listens on\n"
         "all addresses (IPv4 and IPv6). DURATION is an integer with an optional unit: us, ms,\n"
         "s, min or h (none: seconds).\n"
+        "SIGHUP (systemctl reload) re-executes the installed binary in place: same PID,\n"
+        "same listeners, established connections kept. SIGTERM drains and exits.\n"
         "Exit status: 0 after a clean stop, 1 on a runtime failure, 64 on bad usage.\n";
 
 /* One line on stderr, written at once: "echod: <what is wrong> (see --help)". */
@@ -211,6 +218,9 @@ int options_parse(int argc, char *argv[], struct options *ret) {
                                 return usage_error("--proxy-protocol= needs a socket name");
                         o.proxy_protocol = true;
                         o.proxy_name = optarg;
+                        break;
+                case ARG_CHECK:
+                        o.check = true;
                         break;
                 case 'h':
                         fputs(help_text, stdout);

@@ -31,6 +31,7 @@ struct options {
         enum addr_log_peer log_peer; /* how much of a client's address the logs show */
         bool proxy_protocol;         /* TCP listeners expect a PROXY header */
         const char *proxy_name;      /* only those passed with this name; NULL: all */
+        bool check;                  /* --check: the start-up self-test only */
 };
 
 #define OPTIONS_DEFAULT_MAX_CLIENTS 1024u

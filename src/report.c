@@ -4,6 +4,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -38,6 +39,31 @@ int report_new(struct report **ret) {
         }
         *ret = r;
         return 0;
+}
+
+int report_adopt(const int32_t fds[2], struct report **ret) {
+        struct report *r;
+
+        if (fds[0] < 0 || fds[1] < 0)
+                return report_new(ret);
+        *ret = NULL;
+        if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) < 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) < 0 ||
+            !log_journal() || !(r = fork_alloc_parent_only(sizeof(*r)))) {
+                /* Without the journal the children's reports have no reader: they fail
+                 * to send and each child writes its line itself. */
+                close(fds[0]);
+                close(fds[1]);
+                return log_journal() ? report_new(ret) : 0;
+        }
+        r->fds[0] = fds[0];
+        r->fds[1] = fds[1];
+        *ret = r;
+        return 0;
+}
+
+void report_fds(const struct report *r, int32_t ret_fds[2]) {
+        ret_fds[0] = r ? r->fds[0] : -1;
+        ret_fds[1] = r ? r->fds[1] : -1;
 }
 
 void report_free(struct report *r) {

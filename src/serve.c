@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "child/client.h"
+#include "config.h"
 #include "clock.h"
 #include "children.h"
 #include "drain.h"
@@ -29,15 +30,16 @@
 #include "refused.h"
 #include "report.h"
 #include "pending.h"
+#include "reexec.h"
 #include "tally.h"
 #include "udp.h"
 
 /* Refused in all: over the per-source cap, or without a valid PROXY header. */
-static uint64_t serve_refused(const struct serve *s) {
+uint64_t serve_refused(const struct serve *s) {
         return s->n_refused + (s->pending ? pending_refused(s->pending) : 0);
 }
 
-static void format_status(const struct serve *s, char *buf, size_t size) {
+void serve_format_status(const struct serve *s, char *buf, size_t size) {
         int n = snprintf(buf, size, "%u/%u clients active, %" PRIu64 " served, %" PRIu64 " refused",
                          children_count(s->children), s->options->max_clients, s->n_served, serve_refused(s));
 
@@ -70,6 +72,12 @@ static void serve_signals(struct serve *s, uint64_t now) {
                 case SIGTERM:
                 case SIGINT:
                         serve_stop(s, now);
+                        break;
+                case SIGHUP:
+                        /* Said at once: the reload may wait for PROXY headers first. */
+                        if (!s->drain.stopping && !s->reloading)
+                                notify_reloading(&s->notify, now);
+                        s->reloading = !s->drain.stopping;
                         break;
                 default:
                         log_debug("Ignoring signal %s", strsignal((int)si[i].ssi_signo));
@@ -111,7 +119,7 @@ static void serve_timers(struct serve *s, uint64_t now) {
                 serve_log_refused(s, n_refused);
         if (notify_status_due(&s->notify, now)) {
                 char status[160];
-                format_status(s, status, sizeof(status));
+                serve_format_status(s, status, sizeof(status));
                 notify_status(&s->notify, status, now);
         }
         notify_watchdog(&s->notify, now);
@@ -135,13 +143,15 @@ static int serve_setup(struct serve *s) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the table of %u clients: %m",
                                        s->options->max_clients);
-        r = report_new(&s->report);
+        serve_adopt(s);
+        r = report_adopt(s->handoff_report_fds, &s->report);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the socket for the children's reports: %m");
         s->report_fd = report_child_fd(s->report);
         r = udp_setup(s->listeners, clock_now_usec(), &s->udp);
         if (r < 0)
                 return r;
+        serve_adopt_udp(s);
         if (s->n_pending_max > 0) {
                 r = pending_new(s->n_pending_max, s->pfds + 1 + s->listeners->n, &s->pending);
                 if (r < 0)
@@ -176,7 +186,7 @@ static int serve_setup(struct serve *s) {
 }
 
 static __attribute__((noinline)) void serve_ready(struct serve *s, uint64_t now) {
-        char names[1024], status[160];
+        char names[1024], status[160], reloaded[64];
         struct journal_record rec;
 
         listen_fds_describe(s->listeners, names, sizeof(names));
@@ -184,9 +194,11 @@ static __attribute__((noinline)) void serve_ready(struct serve *s, uint64_t now)
         (void)journal_record_addf(&rec, "ECHOD_LISTENERS", "%s", names);
         (void)journal_record_addf(&rec, "ECHOD_MAX_CLIENTS", "%u", s->options->max_clients);
         (void)journal_record_addf(&rec, "ECHOD_MAX_PER_SOURCE", "%u", s->options->max_per_source);
-        log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients", names,
-                  s->options->max_clients);
-        format_status(s, status, sizeof(status));
+        (void)journal_record_addf(&rec, "ECHOD_VERSION", "%s", ECHOD_VERSION);
+        serve_reload_note(s, &rec, reloaded, sizeof(reloaded));
+        log_event(LOG_NOTICE, ECHOD_ID_READY, &rec, "ready: %s; max %u clients; echod %s%s", names,
+                  s->options->max_clients, ECHOD_VERSION, reloaded);
+        serve_format_status(s, status, sizeof(status));
         notify_ready(&s->notify, status, now);
 }
 
@@ -234,6 +246,8 @@ static int serve_run(void *userdata) {
                 if (s->pending && pending_serve(s->pending, now, serve_admit_proxied, s) > 0)
                         notify_status_changed(&s->notify);
                 serve_timers(s, now);
+                if (s->reloading && !s->drain.stopping && (!s->pending || pending_count(s->pending) == 0))
+                        serve_reload(s);
         }
         serve_log_stopped(s);
         return 0;
@@ -266,6 +280,7 @@ int serve_loop(const struct options *options, struct listeners *listeners) {
                 .signal_fd = -1,
                 .report_fd = -1,
                 .n_pending_max = n_pending_max,
+                .handoff_report_fds = { -1, -1 },
         };
         notify_setup(&s->notify, now);
         r = serve_setup(s);

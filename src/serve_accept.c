@@ -151,7 +151,8 @@ static bool serve_full(const struct serve *s) {
 /* Whether a connection may be taken now: not stopping, below the cap, not paused. Looked
  * at before each accept, since one pass may find several listeners ready. */
 bool serve_accepting(const struct serve *s, uint64_t now) {
-        return !s->drain.stopping && !serve_full(s) && backoff_paused_until(&s->backoff, now) == 0;
+        return !s->drain.stopping && !s->reloading && !serve_full(s) &&
+               backoff_paused_until(&s->backoff, now) == 0;
 }
 
 /* Which listeners to poll now, and until when poll() may sleep (ms, -1: forever). */

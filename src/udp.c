@@ -32,6 +32,7 @@ struct udp {
         struct bucket sources[UDP_SOURCE_SLOTS];
         uint64_t n_echoed;
         uint64_t n_dropped[_UDP_VERDICT_MAX];
+        uint64_t n_dropped_before; /* by the image before a reload: in STATUS, not in the log */
         struct tally drop_log;
         bool counts_changed;
         char buf[UDP_BUFFER_SIZE];
@@ -290,5 +291,10 @@ bool udp_tick(struct udp *u, uint64_t now) {
 
 void udp_counts(const struct udp *u, uint64_t *ret_echoed, uint64_t *ret_dropped) {
         *ret_echoed = u->n_echoed;
-        *ret_dropped = dropped_total(u);
+        *ret_dropped = dropped_total(u) + u->n_dropped_before;
+}
+
+void udp_counts_carry(struct udp *u, uint64_t echoed, uint64_t dropped) {
+        u->n_echoed += echoed;
+        u->n_dropped_before += dropped;
 }

@@ -53,3 +53,5 @@ bool udp_tick(struct udp *u, uint64_t now);
 uint64_t udp_deadline(const struct udp *u, uint64_t now);
 
 void udp_counts(const struct udp *u, uint64_t *ret_echoed, uint64_t *ret_dropped);
+/* Adds what the image before a reload counted (its drops were logged by it). */
+void udp_counts_carry(struct udp *u, uint64_t echoed, uint64_t dropped);

@@ -10,13 +10,14 @@ number of passed stream listeners of every family served at once."""
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (SLOW, SOCKET_ACTIVATE, Daemon, Skip, check_echo, connect,  # noqa: E402
-                       free_port, have_ipv6, listen_socket, pattern, recv_exact, run, stream_echo,
-                       udp_exchange, udp_socket, wait_until)
+from echodtest import (SLOW, SOCKET_ACTIVATE, Daemon, Skip, check_echo, command,  # noqa: E402
+                       connect, free_port, have_ipv6, listen_socket, pattern, recv_exact, run,
+                       stream_echo, udp_exchange, udp_socket, wait_until)
 
 # The connection line of any peer, IP ('HOST port N') or AF_UNIX ('unix pid P uid U').
 PEER_RE = re.compile(r"connection from (.+?) \(pid \d+\) ended: (eof|idle|reset|stop|error)[^,]*, "
@@ -75,8 +76,9 @@ def test_mixed(t, exe):
         for s in socks:
             s.close()
         ready = d.wait_line(r"^ready: ", 5 * SLOW)
-        expect = "ready: tcp 127.0.0.1:%d, %sudp 127.0.0.1:%d, unix %s; max 1024 clients" % (
-            p4, ("tcp [::1]:%d, " % p6) if v6 else "", pu, upath)
+        expect = "ready: tcp 127.0.0.1:%d, %sudp 127.0.0.1:%d, unix %s; max 1024 clients; echod %s" % (
+            p4, ("tcp [::1]:%d, " % p6) if v6 else "", pu, upath,
+            subprocess.run(command(exe, "--version"), capture_output=True, text=True).stdout.split()[-1])
         t.ok(bool(ready) and ready[0].string == expect,
              "LISTEN_FDS=%d: ready line names each fd in order" % len(socks),
              "expected: %s\nlog:\n%s" % (expect, d.stderr_text()))

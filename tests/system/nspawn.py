@@ -33,6 +33,9 @@ required = (os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
 PORT = 7
 STATUS_RE = re.compile(r"^(\d+)/(\d+) clients active, (\d+) served, (\d+) refused"
                        r"(?:, (\d+) datagrams echoed, (\d+) dropped)?$")
+# MESSAGE_IDs of src/journal-ids.h
+ID_READY = "66a4943ec13549c0a2c2db15236f291b"
+ID_CONNECTION = "0c68e2459c6b44839b88e6a7b6b42503"
 CONN_RE = re.compile(r"connection from (\S+) port (\d+) \(pid (\d+)\) ended: "
                      r"(eof|idle|reset|stop|error)[^,]*, (\d+) bytes echoed in ([0-9.]+) s")
 INSIDE_ENV = {
@@ -393,6 +396,44 @@ class StreamClient:
             self.sock.close()
         except OSError:
             pass
+
+
+class ConnectLoop:
+    """Threads that open, echo and close connections one after another until stopped, counting
+    the ones served and the ones that failed (refused, reset, timed out, short)."""
+
+    def __init__(self, n_threads=4):
+        self.served = 0
+        self.failures = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True)
+                        for _ in range(n_threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            payload = os.urandom(512)
+            try:
+                back = tcp_echo("127.0.0.1", payload, timeout=20)
+                ok = back == payload
+                why = f"{len(back)} of 512 bytes back"
+            except (OSError, TimeoutError) as e:
+                ok, why = False, f"{type(e).__name__}: {e}"
+            with self.lock:
+                if ok:
+                    self.served += 1
+                else:
+                    self.failures.append(why)
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        check(not any(t.is_alive() for t in self.threads), "a client thread hangs")
+        return self.served, self.failures
 
 
 # ---------------------------------------------------------------- sockets of other processes

@@ -11,10 +11,9 @@ import os
 import socket
 
 import nspawn  # noqa: E402  (beside this script; reads the same arguments)
-from nspawn import CONN_RE, PORT, Failed, check, family, port_echo, wait_for  # noqa: E402
+from nspawn import (CONN_RE, ID_CONNECTION, ID_READY, PORT, Failed, check, family,  # noqa: E402
+                    port_echo, wait_for)
 
-ID_READY = "66a4943ec13549c0a2c2db15236f291b"  # MESSAGE_IDs of src/journal-ids.h
-ID_CONNECTION = "0c68e2459c6b44839b88e6a7b6b42503"
 
 
 class OperateTest(nspawn.SystemTest):

@@ -16,12 +16,11 @@ usage: test_nspawn_scale.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
 import os
 import socket
 import subprocess
-import threading
 import time
 
 import nspawn as base  # noqa: E402  (beside this script; reads the same arguments)
-from nspawn import (CONN_RE, PORT, STATUS_RE, Container, Failed, Skipped, SystemTest,  # noqa: E402
-                    check, family, tcp_echo, wait_for)
+from nspawn import (CONN_RE, PORT, STATUS_RE, ConnectLoop, Container, Failed, Skipped,  # noqa: E402
+                    SystemTest, check, family, wait_for)
 
 README = os.path.join(base.source_root, "README.md")
 
@@ -97,44 +96,6 @@ def echo_from(source, host="127.0.0.1", n=100):
         while chunk := s.recv(65536):
             back += chunk
     check(back == payload, f"from {source}: {len(back)} of {n} bytes back")
-
-
-class ConnectLoop:
-    """Threads that open, echo and close connections one after another until stopped, counting
-    the ones served and the ones that failed (refused, reset, timed out, short)."""
-
-    def __init__(self, n_threads=4):
-        self.served = 0
-        self.failures = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True)
-                        for _ in range(n_threads)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self):
-        while not self.stop.is_set():
-            payload = os.urandom(512)
-            try:
-                back = tcp_echo("127.0.0.1", payload, timeout=20)
-                ok = back == payload
-                why = f"{len(back)} of 512 bytes back"
-            except (OSError, TimeoutError) as e:
-                ok, why = False, f"{type(e).__name__}: {e}"
-            with self.lock:
-                if ok:
-                    self.served += 1
-                else:
-                    self.failures.append(why)
-            time.sleep(0.005)
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-        check(not any(t.is_alive() for t in self.threads), "a client thread hangs")
-        return self.served, self.failures
 
 
 class ScaleTest(SystemTest):

@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Builds the .deb and the .rpm with packaging/build-deb and packaging/build-rpm from the
-source tree, then: lintian shows no error or warning, rpmlint no error, and both packages
-install the same files with the same modes, the example units and drop-ins among them
-(the distributions' own documentation metadata, /usr/share/doc/echod/{copyright,
-changelog.gz} and the lintian override on Debian, is listed, not compared).
+source tree, then: lintian shows no error or warning, rpmlint no error, both packages carry
+meson.build's version and an echod that answers --version and --help alike, and both install the same files with the same modes, the example
+units and drop-ins among them (the distributions' own documentation metadata,
+/usr/share/doc/echod/{copyright,changelog.gz} and the lintian override on Debian, the
+license file /usr/share/licenses/echod/LICENSE on RPM systems, is listed, not compared;
+each must carry the license in its place).
 
 usage: test_packages.py SOURCE_ROOT BUILD_ROOT"""
 
 import os
 import re
 import shutil
+import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 import debcache  # noqa: E402  (beside this script)
+from release import meson_version, upstream_version  # noqa: E402
 from tap import finish, report  # noqa: E402
 
 source_root, build_root = sys.argv[1:3]
@@ -22,10 +27,14 @@ required = os.environ.get("ECHOD_SYSTEM_TESTS_REQUIRED") == "1"
 EXAMPLES = {f"/usr/share/doc/echod/examples/{name}" for name in
             ("echo-udp.conf", "echo-access.conf", "echo@.socket", "echo@.service")}
 CATALOG = "/usr/lib/systemd/catalog/echod.catalog"
-DEBIAN_ONLY = {"/usr/share/doc/echod/copyright", "/usr/share/doc/echod/changelog.gz",
+DEB_LICENSE = "/usr/share/doc/echod/copyright"
+RPM_LICENSE = "/usr/share/licenses/echod/LICENSE"
+DEBIAN_ONLY = {DEB_LICENSE, "/usr/share/doc/echod/changelog.gz",
                "/usr/share/lintian/overrides/echod"}
+RPM_ONLY = {RPM_LICENSE}
 
-tools = ["dpkg-buildpackage", "dh", "lintian", "rpmbuild", "rpmlint", "rpm", "dpkg-deb"]
+tools = ["dpkg-buildpackage", "dh", "lintian", "rpmbuild", "rpmlint", "rpm", "dpkg-deb",
+         "rpm2archive"]
 missing = [t for t in tools if shutil.which(t) is None]
 if missing:
     if required:
@@ -65,7 +74,26 @@ def rpm_files(rpm):
     return files
 
 
-print("1..9")
+def echod_answers(exe):
+    """what an echod binary prints for --version and --help"""
+    return [run([exe, opt], timeout=30).stdout for opt in ("--version", "--help")]
+
+
+def deb_echod(deb, dest):
+    run(["dpkg-deb", "-x", deb, dest])
+    return os.path.join(dest, "usr", "sbin", "echod")
+
+
+def rpm_echod(rpm, dest):
+    with open(rpm, "rb") as f:
+        tgz = subprocess.run(["rpm2archive", "-"], stdin=f, capture_output=True, timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
+        tar.extract("./usr/sbin/echod", dest)
+    return os.path.join(dest, "usr", "sbin", "echod")
+
+
+print("1..12")
+version = meson_version(source_root)
 
 with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
     # The packages' own test runs are not the point here (CI runs the suites on the tree).
@@ -103,15 +131,34 @@ with tempfile.TemporaryDirectory(prefix="echod-packages-") as tmp:
 
     d = deb_files(debs[0]) if debs else {}
     r = rpm_files(rpms[0]) if rpms else {}
+    # Both are built from one release: the version meson.build sets.
+    deb_version = run(["dpkg-deb", "-f", debs[0], "Version"]).stdout.strip() if debs else ""
+    rpm_version = run(["rpm", "-qp", "--qf", "%{VERSION}", rpms[0]]).stdout if rpms else ""
+    report(version and upstream_version(deb_version) == version and rpm_version == version,
+           f"both packages carry meson.build's version {version}",
+           f".deb Version: {deb_version}\n.rpm Version: {rpm_version}")
+    # One release's source, built by each distribution's tools: the same program.
+    deb_answers = echod_answers(deb_echod(debs[0], os.path.join(tmp, "x-deb"))) if debs else None
+    rpm_answers = echod_answers(rpm_echod(rpms[0], os.path.join(tmp, "x-rpm"))) if rpms else None
+    report(deb_answers and deb_answers == rpm_answers and deb_answers[0] == f"echod {version}\n",
+           f"both packages' echod print 'echod {version}' and the same --help",
+           f".deb: {deb_answers}\n.rpm: {rpm_answers}")
+    # Each carries the license where its distribution expects it.
+    report(DEB_LICENSE in d and RPM_LICENSE in r,
+           f"the license: {DEB_LICENSE} in the .deb, {RPM_LICENSE} in the .rpm",
+           f"deb: {DEB_LICENSE in d}, rpm: {RPM_LICENSE in r}")
+
     compared = {k: v for k, v in d.items() if k not in DEBIAN_ONLY}
-    only_deb = sorted(set(compared) - set(r))
-    only_rpm = sorted(set(r) - set(compared))
+    r_compared = {k: v for k, v in r.items() if k not in RPM_ONLY}
+    only_deb = sorted(set(compared) - set(r_compared))
+    only_rpm = sorted(set(r_compared) - set(compared))
     report(d and r and not only_deb and not only_rpm,
-           f"the .deb and the .rpm install the same {len(r)} files",
+           f"the .deb and the .rpm install the same {len(r_compared)} files",
            "\n".join([f"only in .deb: {f}" for f in only_deb] +
                      [f"only in .rpm: {f}" for f in only_rpm] +
-                     [f"files: {' '.join(sorted(r))}",
-                      f"Debian metadata, not compared: {' '.join(sorted(DEBIAN_ONLY & set(d)))}"]))
+                     [f"files: {' '.join(sorted(r_compared))}",
+                      f"Debian metadata, not compared: {' '.join(sorted(DEBIAN_ONLY & set(d)))}",
+                      f"RPM metadata, not compared: {' '.join(sorted(RPM_ONLY & set(r)))}"]))
     missing = sorted(f"{f} (.{kind})" for kind, files in (("deb", d), ("rpm", r))
                      for f in EXAMPLES - set(files))
     report(d and r and not missing, "both ship the examples: the UDP and access-list "

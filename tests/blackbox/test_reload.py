@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Reload (SIGHUP) re-executes echod in place: with the same binary, 20 established
+connections go on echoing byte-exact on the same sockets and children, the PID stays,
+RELOADING=1 then READY=1 reach the service manager, STATUS keeps its counts, new
+connections are served, the adopted children are counted, reaped and drained by SIGTERM,
+count against --max-clients and --max-per-source, and still report to the main process.
+With a binary that cannot start (replaced on disk, as an upgrade would), the running image
+serves on, every connection intact, with one clear line and READY=1. --listen sockets are
+taken over too; a connection still sending its PROXY header is finished first; a state of
+another version is refused and its children drained."""
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, connect_from,  # noqa: E402
+                       free_port, is_refused_or_closed, listen_socket, pattern, recv_exact,
+                       recv_to_eof, roundtrip, run, started, status_counts, udp_socket,
+                       wait_until)
+from test_journal import ID_READY, JournalSocket, one  # noqa: E402
+
+
+def echo_each(conns, round_no):
+    """Sends a distinct payload on every connection and checks it comes back byte-exact;
+    returns the indexes of the connections that did not."""
+    bad = []
+    for i, s in enumerate(conns):
+        data = pattern(3000 + i, seed=round_no * 100 + i)
+        try:
+            s.sendall(data)
+            if recv_exact(s, len(data), 5 * SLOW) != data:
+                bad.append(i)
+        except OSError:
+            bad.append(i)
+    return bad
+
+
+def reload_and_wait(d, n_ready_before):
+    """SIGHUP, then RELOADING=1 and one more READY=1; returns the notify messages since."""
+    n_before = len(d.notify.snapshot())
+    d.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20 * SLOW
+    while time.monotonic() < deadline:
+        msgs = d.notify.snapshot()
+        if sum("READY=1" in m[3].split("\n") for m in msgs) > n_ready_before:
+            return msgs[n_before:]
+        time.sleep(0.02)
+    return d.notify.snapshot()[n_before:]
+
+
+def no_emulator():
+    if EMULATED:
+        raise Skip("the reload executes the binary itself, which needs binfmt_misc under an emulator")
+
+
+def test_reload_same_binary(t, exe):
+    no_emulator()
+    ls = listen_socket()
+    conns = []
+    try:
+        d = Daemon(exe, ["--drain-timeout", "20"], sockets=[ls]).start()
+        d.wait_ready()
+        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+        t.ok(not echo_each(conns, 1), "20 connections echo before the reload")
+        kids = {p for p, _ in d.children()}
+        st = d.notify.wait_status(lambda c: c[0] == 20 and c[2] == 20, 5 * SLOW)
+        t.ok(st and st[:4] == (20, 1024, 20, 0), f"STATUS before: 20/1024 active, 20 served ({st})")
+
+        msgs = reload_and_wait(d, 1)
+        texts = [m[3] for m in msgs]
+        reloading = [x for x in texts if "RELOADING=1" in x.split("\n")]
+        t.ok(reloading and any(ln.startswith("MONOTONIC_USEC=") for ln in reloading[0].split("\n")),
+             "RELOADING=1 with MONOTONIC_USEC is sent", repr(texts))
+        ready = [m for m in msgs if "READY=1" in m[3].split("\n")]
+        t.ok(ready and ready[0][1] == d.pid and d.poll() is None,
+             f"READY=1 again, from the same PID {d.pid}, which still runs", repr(texts))
+        line = d.wait_line(r"ready: .*; echod \S+, reloaded, 20 clients taken over", 5 * SLOW)
+        t.ok(bool(line), "the new image's ready line says it took over 20 clients", d.stderr_text()[-2000:])
+        after = {p for p, _ in d.children()}
+        t.ok(after == kids, "the same 20 children serve, nothing was forked or lost",
+             f"before {sorted(kids)} after {sorted(after)}")
+        t.ok(not echo_each(conns, 2), "all 20 connections still echo byte-exact on the same sockets")
+        st = status_counts(ready[0][3].split("STATUS=", 1)[1]) if ready and "STATUS=" in ready[0][3] else None
+        t.ok(st and st[:4] == (20, 1024, 20, 0), f"READY's STATUS keeps the counts: 20 active, 20 served ({st})")
+
+        t.ok(all(roundtrip(ls.getsockname(), pattern(5000, seed=k), 5 * SLOW) == pattern(5000, seed=k)
+                 for k in range(5)), "5 new connections are served by the new image")
+        for s in conns[:5]:
+            s.close()
+        st = d.notify.wait_status(lambda c: c[0] == 15 and c[2] == 25, 5 * SLOW)
+        t.ok(st and st[:3] == (15, 1024, 25),
+             f"5 adopted children that end are reaped and uncounted: 15 active, 25 served ({st})")
+
+        d.send_signal(signal.SIGTERM)
+        t.ok(d.wait_line(r"stopping: 15 clients draining", 5 * SLOW), "SIGTERM drains the 15 adopted children",
+             d.stderr_text()[-1500:])
+        ends = [recv_to_eof(s, 10 * SLOW) for s in conns[5:]]
+        t.ok(all(e == b"" for e in ends), "each adopted connection ends with EOF")
+        rc = d.wait(15 * SLOW)
+        t.ok(rc == 0, f"exit 0 after the drain ({rc})", d.stderr_text()[-1500:])
+        t.ok(not [p for p in kids if alive(p)], "no child left")
+    finally:
+        for s in conns:
+            s.close()
+        ls.close()
+
+
+def test_check(t, exe):
+    """--check, what a reload runs on the new binary: the same options, the self-test, no
+    socket opened, exit 0; a bad option exits 64 as it would at start."""
+    port = free_port()
+    r = subprocess.run(command(exe, "--check", "--listen", f"127.0.0.1:{port}", "--max-clients", "5"),
+                       capture_output=True, timeout=20 * SLOW)
+    t.ok(r.returncode == 0 and r.stdout == b"" and r.stderr == b"",
+         f"--check with good options exits 0, quietly ({r.returncode} {r.stderr!r})")
+    with socket.socket() as s:
+        t.ok(s.connect_ex(("127.0.0.1", port)) != 0, "... and listened on nothing")
+    r = subprocess.run(command(exe, "--check", "--max-clients", "0"), capture_output=True, timeout=20 * SLOW)
+    t.ok(r.returncode == 64 and r.stderr.count(b"\n") == 1,
+         f"--check with a bad option exits 64 with one line ({r.returncode} {r.stderr!r})")
+
+
+def broken_binary(path, kind):
+    """Replaces path as a package upgrade does (a new file renamed over it)."""
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(b"\x7fELF not really\n" if kind == "garbage" else b"#!/bin/sh\necho broken >&2\nexit 3\n")
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, path)
+
+
+def test_reload_broken_binary(t, exe):
+    no_emulator()
+    for kind, expect in (("garbage", r"cannot run|--check"), ("fails", r"--check exited with status 3")):
+        tmp = tempfile.mkdtemp(prefix="echod-reload-")
+        copy = os.path.join(tmp, "echod")
+        shutil.copy2(exe, copy)
+        ls = listen_socket()
+        conns = []
+        try:
+            d = Daemon(copy, sockets=[ls]).start()
+            d.wait_ready()
+            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+            t.ok(not echo_each(conns, 1), f"{kind}: 20 connections echo")
+            kids = {p for p, _ in d.children()}
+            broken_binary(copy, kind)
+            msgs = reload_and_wait(d, 1)
+            line = d.wait_line(r"Reload failed, still serving with echod \S+ \(pid %d\), no connection "
+                               r"dropped: .*(%s)" % (d.pid, expect), 5 * SLOW)
+            t.ok(bool(line), f"{kind}: one clear line says the reload failed and why",
+                 d.stderr_text()[-2000:])
+            ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
+            t.ok(ready and "reload failed" in ready[0], f"{kind}: READY=1 ends the reload, STATUS says it failed",
+                 repr([m[3] for m in msgs]))
+            t.ok(d.poll() is None and {p for p, _ in d.children()} == kids,
+                 f"{kind}: the old image still runs with its 20 children")
+            t.ok(not echo_each(conns, 2), f"{kind}: every connection still echoes byte-exact")
+            t.ok(roundtrip(ls.getsockname(), b"after", 5 * SLOW) == b"after",
+                 f"{kind}: new connections are still served")
+            st = d.notify.wait_status(lambda c: c[2] == 21, 5 * SLOW)
+            t.ok(st and st[2] == 21, f"{kind}: STATUS goes on counting ({st})")
+            for s in conns:
+                s.close()
+            rc = d.stop()
+            t.ok(rc == 0, f"{kind}: SIGTERM still stops it cleanly ({rc})")
+        finally:
+            for s in conns:
+                s.close()
+            ls.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_reload_listen_option(t, exe):
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    path = os.path.join(tmp, "e.sock")
+    port = free_port()
+    conns = []
+    try:
+        d = Daemon(exe, ["--listen", f"127.0.0.1:{port}", "--listen", path]).start()
+        d.wait_ready()
+        conns = [connect(("127.0.0.1", port), 5 * SLOW) for _ in range(3)]
+        t.ok(not echo_each(conns, 1), "--listen: 3 connections echo")
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW),
+             "--listen: the new image took over the sockets (no bind again) and the 3 children",
+             d.stderr_text()[-2000:])
+        t.ok(not echo_each(conns, 2), "--listen: the 3 connections still echo")
+        t.ok(roundtrip(("127.0.0.1", port), b"tcp", 5 * SLOW) == b"tcp", "--listen: the TCP socket is served")
+        t.ok(roundtrip(path, b"unix", 5 * SLOW) == b"unix", "--listen: the AF_UNIX socket is served")
+        for s in conns:
+            s.close()
+        rc = d.stop()
+        t.ok(rc == 0 and not os.path.exists(path),
+             f"--listen: exit 0, and the path is still removed on exit ({rc})")
+    finally:
+        for s in conns:
+            s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_reload_caps(t, exe):
+    """Adopted children count against --max-per-source (by their source) and --max-clients;
+    the UDP counts survive too."""
+    no_emulator()
+    ls, us = listen_socket(), udp_socket()
+    conns = []
+    try:
+        d = Daemon(exe, ["--max-clients", "4", "--max-per-source", "2"], sockets=[ls, us]).start()
+        d.wait_ready()
+        dest = ls.getsockname()
+        conns = [connect_from("127.0.0.1", dest) for _ in range(2)] + [connect_from("127.0.0.2", dest)]
+        t.ok(not echo_each(conns, 1), "caps: 2 connections from 127.0.0.1, 1 from 127.0.0.2")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(5 * SLOW)
+            for k in range(3):
+                c.sendto(b"dgram%d" % k, us.getsockname())
+                c.recvfrom(100)
+        st = d.notify.wait_status(lambda c: c[0] == 3 and c[4] == 3, 5 * SLOW)
+        t.ok(st and st[4] == 3, f"caps: 3 datagrams echoed ({st})")
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW), "caps: reloaded", d.stderr_text()[-1500:])
+        third = connect_from("127.0.0.1", dest)
+        t.ok(is_refused_or_closed(third), "caps: a third connection from 127.0.0.1 is refused: "
+             "its 2 adopted ones still count")
+        third.close()
+        fourth = connect_from("127.0.0.2", dest)
+        conns.append(fourth)
+        t.ok(not echo_each([fourth], 2), "caps: a second one from 127.0.0.2 is served (4 of 4)")
+        fifth = connect_from("127.0.0.3", dest)
+        conns.append(fifth)
+        fifth.sendall(b"waiting")
+        fifth.settimeout(0.5 * SLOW)
+        try:
+            early = fifth.recv(100)
+        except socket.timeout:
+            early = None
+        t.ok(early is None, f"caps: at --max-clients 4 (3 adopted) a fifth waits in the backlog ({early!r})")
+        conns[0].close()
+        t.ok(recv_exact(fifth, 7, 5 * SLOW) == b"waiting", "caps: ... and is served once an adopted one ends")
+        st = d.notify.wait_status(lambda c: c[2] == 5 and c[3] == 1, 5 * SLOW)
+        t.ok(st and st[2:5] == (5, 1, 3),
+             f"caps: STATUS: 5 served, 1 refused, the 3 datagrams of the image before ({st})")
+        for s in conns:
+            s.close()
+        t.ok(d.stop() == 0, "caps: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        ls.close()
+        us.close()
+
+
+def test_reload_waits_for_proxy_header(t, exe):
+    """A connection still sending its PROXY header when SIGHUP comes is finished by the
+    running image first (its half-read header is not handed over): the reload waits for it,
+    and the connection is served and survives the reload."""
+    no_emulator()
+    ls = listen_socket()
+    try:
+        d = Daemon(exe, ["--proxy-protocol"], sockets=[ls]).start()
+        d.wait_ready()
+        s = connect(ls.getsockname(), 5 * SLOW)
+        # The whole exchange stays well within the header's 3 s (PENDING_TIMEOUT_USEC), on
+        # the wall clock whatever the speed of the build under test: fixed waits here.
+        s.sendall(b"PROXY TCP4 192.0.2.1 ")
+        time.sleep(0.1)
+        n_before = len(d.notify.snapshot())
+        d.send_signal(signal.SIGHUP)
+        t.ok(d.notify.wait_for(lambda m: "RELOADING=1" in m[3].split("\n"), 5 * SLOW),
+             "proxy: RELOADING=1 at once")
+        time.sleep(0.5)
+        msgs = d.notify.snapshot()[n_before:]
+        t.ok(not any("READY=1" in m[3].split("\n") for m in msgs) and not d.wait_line(r"reloading: checking", 0),
+             "proxy: the re-execution waits while a header is coming", d.stderr_text()[-1000:])
+        s.sendall(b"198.51.100.1 4000 7\r\n")
+        t.ok(d.wait_line(r"reloaded, 1 client taken over", 5 * SLOW),
+             "proxy: once the header is in, the connection gets its child and the reload goes on",
+             d.stderr_text()[-1500:])
+        t.ok(not echo_each([s], 1), "proxy: the connection echoes after the reload")
+        s.close()
+        t.ok(d.stop() == 0, "proxy: exit 0")
+    finally:
+        ls.close()
+
+
+def state_of_another_version(pid):
+    """A reload state of a version this build does not know, naming one child: only its
+    stable header (magic, version, sizes, where the pids are; src/handoff.c) is readable."""
+    header = struct.pack("=8sIIIIQQ", b"ECHODHO\n", 99, 40, 1, 16, 40, 56)
+    return header + struct.pack("=iIQ", pid, 0, 0)
+
+
+def test_state_refused(t, exe):
+    """echod started as after a reload, with a state it cannot read: a state of another
+    version names a child, which is drained (SIGTERM, reaped) as on a stop; a state that is
+    no state at all is an error line. echod serves either way."""
+    no_emulator()
+    for kind in ("other-version", "garbage"):
+        ls = listen_socket()
+
+        def preexec(kind=kind):
+            # a process that becomes echod's child through the exec, as a reload's would
+            kid = os.fork()
+            if kid == 0:
+                os.execvp("sleep", ["sleep", "60"])
+            data = state_of_another_version(kid) if kind == "other-version" else b"not a state" * 10
+            fd = os.memfd_create("state", 0)
+            os.write(fd, data)
+            os.dup2(fd, 50)
+        try:
+            d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec).start()
+            d.wait_ready()
+            if kind == "other-version":
+                t.ok(d.wait_line(r"state of the image before the reload is of another version: its 1 "
+                                 r"children are drained", 2 * SLOW), f"{kind}: refused, its child drained",
+                     d.stderr_text()[-1500:])
+                m = d.wait_line(r"Child (\d+) was killed by signal Terminated", 5 * SLOW)
+                kid = int(m[0].group(1)) if m else None
+                t.ok(kid and wait_until(lambda: not os.path.exists(f"/proc/{kid}"), 5 * SLOW),
+                     f"{kind}: the child it names ({kid}) got SIGTERM and was reaped", d.stderr_text()[-1500:])
+            else:
+                t.ok(d.wait_line(r"state of the image before the reload is not readable", 2 * SLOW),
+                     f"{kind}: refused with one error line", d.stderr_text()[-1500:])
+            t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
+            t.ok(d.stop() == 0, f"{kind}: and stops with status 0")
+        finally:
+            ls.close()
+
+
+def test_reload_reports(t, exe):
+    """Under journald the children report to the main process over a socket (their
+    connection's record): the new image reads the reports of the children it took over."""
+    no_emulator()
+    j = JournalSocket()
+    conns = []
+    try:
+        with started(exe, journal=True, env=j.env()) as (d, ls):
+            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(3)]
+            t.ok(not echo_each(conns, 1), "journal: 3 connections echo")
+            kids = {p for p, _ in d.children()}
+            reload_and_wait(d, 1)
+            ready = j.wait_for(lambda r: one(r, "MESSAGE_ID") == ID_READY and one(r, "ECHOD_ADOPTED") == "3",
+                               5 * SLOW)
+            t.ok(ready and one(ready[0], "ECHOD_VERSION"), "journal: the new image's ready record says "
+                 "it took over 3 clients, with its version", str(j.records[-3:]))
+            for s in conns:
+                s.close()
+            rs = j.wait_for(lambda r: one(r, "ECHOD_CHILD_PID") in {str(p) for p in kids}
+                            and one(r, "ECHOD_END") == "eof", 10 * SLOW, count=3)
+            t.ok(len(rs) == 3, f"journal: the 3 adopted children's reports become records ({len(rs)})",
+                 str(j.records[-5:]))
+            t.ok(not d.wait_line(r"connection from", 0.3),
+                 "journal: no child had to write its line itself", d.stderr_text()[-1500:])
+            t.ok(d.stop() == 0, "journal: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        j.close()
+
+
+if __name__ == "__main__":
+    run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
+         test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused])
