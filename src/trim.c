@@ -10,7 +10,7 @@
  * shared object but echod (libc, the dynamic loader...). What it assumes, per
  * architecture, and where each assumption is checked:
  *  - the child calls nothing outside the executable and reads no other object's data but
- *    the stack protector's canary: tests/test_child_syms.py disassembles the linked binary
+ *    the stack protector's canary: tests/unit/test_child_syms.py disassembles the linked binary
  *    (x86_64 and, in CI, the arm64 cross build; an LTO build too);
  *  - x86_64: the canary is in the thread's block (%fs:0x28), kept with the thread pointer;
  *  - aarch64: GCC reads the canary from __stack_chk_guard, in the dynamic loader's data:

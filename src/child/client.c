@@ -143,7 +143,7 @@ static void close_all_but(int keep0, int keep1, int keep2, int fd_max) {
         sys_close_range((unsigned)lo, ~0u);
 }
 
-/* Never inlined, LTO included: tests/test_child_syms.py follows the child's code from here
+/* Never inlined, LTO included: tests/unit/test_child_syms.py follows the child's code from here
  * in the linked binary. */
 __attribute__((noinline)) _Noreturn void client_run_child(const struct client *c) {
         /* The stop signals stay blocked, read through stop_fd; SIGCHLD and SIGHUP, blocked

@@ -100,6 +100,22 @@ def nobody_processes(uid):
     return n
 
 
+def can_run_as(pw, path):
+    """Whether the user pw may read and execute path: a native exec needs the execute bit,
+    qemu-user reads the binary it runs. Asked of a child that has become that user."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            os._exit(0 if os.access(path, os.R_OK | os.X_OK) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def test_fork_fails(t, exe):
     need_root()
     no_valgrind("valgrind's own threads and limits make RLIMIT_NPROC meaningless")
@@ -107,6 +123,9 @@ def test_fork_fails(t, exe):
         pw = pwd.getpwnam("nobody")
     except KeyError:
         raise Skip("no user 'nobody'")
+    if not can_run_as(pw, exe):
+        raise Skip(f"nobody cannot read and execute {exe} (a folder on its path is closed "
+                   "to other users, e.g. a checkout under /root)")
     ls = listen_socket()
     try:
         # echod and one filler process of nobody's fill the limit; killing the filler gives

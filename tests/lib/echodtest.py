@@ -8,6 +8,7 @@ process a test starts is killed and reaped by pid when the test ends, whatever h
 
 import contextlib
 import ctypes
+import errno
 import os
 import random
 import re
@@ -69,6 +70,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_CHILD_SUBREAPER = 36
 
 
+# CI must run every check: what may skip elsewhere (see Tap.skip_unless_ci) fails there.
+IN_CI = os.environ.get("CI") == "true"
+
+
 class Skip(Exception):
     """Raised by a test that cannot run here; becomes `ok N - name # SKIP reason`."""
 
@@ -95,6 +100,13 @@ class Tap:
     def skip(self, desc, reason):
         self.n += 1
         print(f"ok {self.n} - {desc} # SKIP {reason}", flush=True)
+
+    def skip_unless_ci(self, desc, reason):
+        """A check this machine cannot make (a container, an unprivileged user) skips with the
+        reason; in CI (CI=true) the machine must allow it, so it fails instead."""
+        if IN_CI:
+            return self.ok(False, desc, f"cannot check it in CI: {reason}")
+        self.skip(desc, reason)
 
     @staticmethod
     def diag(text):
@@ -170,6 +182,60 @@ def steal_fd(pid, fd):
         return int(r) if r >= 0 else None
     finally:
         os.close(pidfd)
+
+
+def fd_steal_refused():
+    """Why steal_fd() cannot work here at all, or None: pidfd_getfd() of this process's own fd
+    needs no ptrace rights, so EPERM there is a system-call filter's (systemd-nspawn's
+    default one, on systemd 252, leaves pidfd_getfd out) and ENOSYS a kernel before 5.6."""
+    global _fd_steal_refused
+    if _fd_steal_refused is None:
+        r, w = os.pipe()
+        pidfd = os.pidfd_open(os.getpid())
+        try:
+            syscall = _libc.syscall
+            syscall.restype = ctypes.c_long
+            dup = syscall(ctypes.c_long(438), ctypes.c_int(pidfd), ctypes.c_int(r), ctypes.c_uint(0))
+            err = ctypes.get_errno()
+        finally:
+            for fd in (r, w, pidfd):
+                os.close(fd)
+        if dup >= 0:
+            os.close(dup)
+            _fd_steal_refused = ""
+        else:
+            _fd_steal_refused = (f"pidfd_getfd() is refused here ({errno.errorcode.get(err, err)}"
+                                 f"{', a system-call filter' if err == errno.EPERM else ''}): "
+                                 "another process's socket cannot be duplicated to read its options")
+    return _fd_steal_refused or None
+
+
+_fd_steal_refused = None
+
+
+def tcp_conn_inode(local_port, remote_port):
+    """The inode of the established TCP socket local_port <-> remote_port in this network
+    namespace (/proc/net/tcp{,6}), or None."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if (int(fields[1].rsplit(":", 1)[1], 16) == local_port and
+                        int(fields[2].rsplit(":", 1)[1], 16) == remote_port and fields[3] == "01"):
+                    return int(fields[9])
+    return None
+
+
+def unix_socket_entry(inode):
+    """(flags, state, path) of the AF_UNIX socket inode in /proc/net/unix, or None. Flags
+    0x10000 (__SO_ACCEPTCON) marks a listener; state 3 is connected; an accepted socket
+    shows its listener's path."""
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[6]) == inode:
+                return int(fields[3], 16), int(fields[5], 16), fields[7] if len(fields) > 7 else ""
+    return None
 
 
 def socket_of(pid, fd):
@@ -889,6 +955,24 @@ def reap_orphans():
 
 # ---------------------------------------------------------------------------------------------
 # running a test file
+
+
+ALL_BYTES = bytes(range(256))
+
+
+def check_echo(t, addr, what):
+    """The basic echo checks against one address."""
+    got = roundtrip(addr, ALL_BYTES * 4, timeout=10 * SLOW)
+    t.ok(got == ALL_BYTES * 4, f"{what}: all 256 byte values, 4 times, come back exactly",
+         f"got {len(got)} bytes")
+    with connect(addr, 5 * SLOW) as s:
+        s.sendall(b"no newline")
+        try:
+            got = recv_exact(s, 10, 3 * SLOW)
+        except (OSError, EOFError) as e:
+            got = repr(e).encode()
+        t.ok(got == b"no newline", f"{what}: 'no newline' (no trailing newline) comes back while "
+             "the connection stays open", got)
 
 
 def run(tests):

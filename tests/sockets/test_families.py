@@ -3,7 +3,9 @@
 AF_UNIX listener echo (AF_UNIX peers logged as 'unix pid P uid U'); TCP v4 + TCP v6 + UDP +
 AF_UNIX passed at once as fds 3..6 (LISTEN_FDS=4) are each served at the same time, named
 in order in the ready line and in STATUS; TCP and UDP on one port through two chained
-systemd-socket-activate; a passed AF_UNIX path is left in place at stop."""
+systemd-socket-activate; a passed AF_UNIX path is left in place at stop. --listen's forms:
+[::1]:PORT (not answering on 127.0.0.1), PORT alone (dual-stack) and an AF_UNIX path; any
+number of passed stream listeners of every family served at once."""
 
 import os
 import re
@@ -13,9 +15,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (SLOW, SOCKET_ACTIVATE, Daemon, command, connect, free_port, have_ipv6,  # noqa: E402
-                       listen_socket, pattern, run, stream_echo, udp_exchange, udp_socket,
-                       wait_until)
+from echodtest import (SLOW, SOCKET_ACTIVATE, Daemon, Skip, check_echo, command,  # noqa: E402
+                       connect, free_port, have_ipv6, listen_socket, pattern, recv_exact, run,
+                       stream_echo, udp_exchange, udp_socket, wait_until)
 
 # The connection line of any peer, IP ('HOST port N') or AF_UNIX ('unix pid P uid U').
 PEER_RE = re.compile(r"connection from (.+?) \(pid \d+\) ended: (eof|idle|reset|stop|error)[^,]*, "
@@ -144,5 +146,73 @@ def test_chained(t, exe):
     d.stop()
 
 
+def test_standalone_ipv6(t, exe):
+    if not have_ipv6():
+        raise Skip("no IPv6 on the loopback here")
+    port = free_port(socket.AF_INET6, "::1")
+    d = Daemon(exe, ["--listen", f"[::1]:{port}"]).start()
+    d.wait_ready()
+    check_echo(t, ("::1", port), f"--listen [::1]:{port}")
+    try:
+        with connect(("127.0.0.1", port), 1):
+            v4 = True
+    except OSError:
+        v4 = False
+    t.ok(not v4, "--listen [::1]:PORT does not answer on 127.0.0.1")
+    t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_dual_stack(t, exe):
+    if not have_ipv6():
+        raise Skip("no IPv6 on the loopback here")
+    port = free_port(socket.AF_INET6, "::")
+    d = Daemon(exe, ["--listen", str(port)]).start()
+    d.wait_ready()
+    check_echo(t, ("127.0.0.1", port), f"--listen {port} (dual-stack) over 127.0.0.1")
+    check_echo(t, ("::1", port), f"--listen {port} (dual-stack) over ::1")
+    t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_standalone_unix(t, exe):
+    with tempfile.TemporaryDirectory(prefix="echod-unix-") as tmp:
+        path = os.path.join(tmp, "echo.sock")
+        d = Daemon(exe, ["--listen", path]).start()
+        d.wait_ready()
+        check_echo(t, path, "--listen PATH (AF_UNIX)")
+        t.ok(d.stop() == 0, "stops with status 0")
+
+
+def test_activation_several(t, exe):
+    """Any number of passed stream listeners, of every family, served at once."""
+    tmp = tempfile.mkdtemp(prefix="echod-unix-")
+    socks = [listen_socket(), listen_socket(path=os.path.join(tmp, "e.sock"))]
+    if have_ipv6():
+        socks.append(listen_socket(socket.AF_INET6, "::1"))
+    try:
+        d = Daemon(exe, [], sockets=socks).start()
+        d.wait_ready()
+        for i, s in enumerate(socks):
+            check_echo(t, s.getsockname(), f"passed listener on fd {i + 3} "
+                       f"({'unix' if s.family == socket.AF_UNIX else s.getsockname()[0]})")
+        # at once: one open connection on each, then all answer
+        conns = [connect(s.getsockname(), 5 * SLOW) for s in socks]
+        try:
+            for i, c in enumerate(conns):
+                c.sendall(b"%d" % i)
+            got = [recv_exact(c, 1, 5 * SLOW) for c in conns]
+            t.ok(got == [b"%d" % i for i in range(len(conns))],
+                 "one open connection on every listener, all served concurrently")
+        finally:
+            for c in conns:
+                c.close()
+        t.ok(d.stop() == 0, "stops with status 0")
+    finally:
+        for s in socks:
+            s.close()
+        os.unlink(os.path.join(tmp, "e.sock"))
+        os.rmdir(tmp)
+
+
 if __name__ == "__main__":
-    run([test_ipv6_tcp, test_unix_standalone, test_mixed, test_chained])
+    run([test_ipv6_tcp, test_unix_standalone, test_mixed, test_chained, test_standalone_ipv6,
+         test_dual_stack, test_standalone_unix, test_activation_several])

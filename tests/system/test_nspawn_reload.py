@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An upgrade reloads echod instead of restarting it, under a real systemd, in the container
-of test_nspawn.py (its helpers are imported from there): two builds of the package whose
+of nspawn.py (the harness of the nspawn scenarios): two builds of the package whose
 versions differ, the first installed, 20 connections that keep echoing and a connect loop,
 then the second installed over it. No new connection fails, the 20 go on echoing
 byte-exact on the same sockets, MainPID stays, the main process and the children forked
@@ -8,7 +8,7 @@ after the upgrade run the new binary (the old children the old, deleted one), th
 image's ready record carries the new version, and `systemctl stop` drains old and new
 children alike. A third build whose echo.service differs is installed with a restart: a
 reload would keep the old unit's sandbox and limits. `systemctl restart` still starts
-afresh (test_nspawn.py checks it).
+afresh (test_nspawn_stop.py checks it).
 
 usage: test_nspawn_reload.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
 
@@ -21,10 +21,9 @@ import subprocess
 import sys
 import time
 
-import test_nspawn as base  # noqa: E402  (beside this script; reads the same arguments)
-from test_nspawn import (ID_READY, STATUS_RE, Container, StreamClient, SystemTest, check,
-                         tcp_echo, wait_for)
-from test_nspawn_scale import ConnectLoop
+import nspawn as base  # noqa: E402  (beside this script; reads the same arguments)
+from nspawn import (ID_READY, STATUS_RE, ConnectLoop, Container, StreamClient,  # noqa: E402
+                    SystemTest, check, tcp_echo, wait_for)
 
 N_OLD = 20  # connections open across the upgrade
 N_NEW = 5   # connections opened after it

@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""The README's *Scaling out* under a real systemd, in the container of test_nspawn.py (its
-helpers are imported from there): the access-list drop-in drops a source it does not list
+"""The README's *Scaling out* under a real systemd, on the harness nspawn.py: the access-list drop-in drops a source it does not list
 and lets the listed ones through, and two echo@ instances share port 7 (SO_REUSEPORT), both
 serve, and taking one out under a connect loop loses no connection. The commands are the
 README's, and the test checks that the README still says them.
@@ -14,20 +13,15 @@ reason elsewhere; it never passes without a firewall.
 
 usage: test_nspawn_scale.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
 
-import json
 import os
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 
-import test_nspawn as base  # noqa: E402  (beside this script; reads the same arguments)
-from test_nspawn import (CONN_RE, PORT, STATUS_RE, Container, Failed, Skipped, SystemTest,
-                         check, family, tcp_echo, wait_for)
+import nspawn as base  # noqa: E402  (beside this script; reads the same arguments)
+from nspawn import (CONN_RE, PORT, STATUS_RE, ConnectLoop, Container, Failed, Skipped,  # noqa: E402
+                    SystemTest, check, family, wait_for)
 
-base.required = base.required or os.environ.get("CI") == "true"
 README = os.path.join(base.source_root, "README.md")
 
 ACCESS_ON = """\
@@ -104,65 +98,15 @@ def echo_from(source, host="127.0.0.1", n=100):
     check(back == payload, f"from {source}: {len(back)} of {n} bytes back")
 
 
-class ConnectLoop:
-    """Threads that open, echo and close connections one after another until stopped, counting
-    the ones served and the ones that failed (refused, reset, timed out, short)."""
-
-    def __init__(self, n_threads=4):
-        self.served = 0
-        self.failures = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True)
-                        for _ in range(n_threads)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self):
-        while not self.stop.is_set():
-            payload = os.urandom(512)
-            try:
-                back = tcp_echo("127.0.0.1", payload, timeout=20)
-                ok = back == payload
-                why = f"{len(back)} of 512 bytes back"
-            except (OSError, TimeoutError) as e:
-                ok, why = False, f"{type(e).__name__}: {e}"
-            with self.lock:
-                if ok:
-                    self.served += 1
-                else:
-                    self.failures.append(why)
-            time.sleep(0.005)
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-        check(not any(t.is_alive() for t in self.threads), "a client thread hangs")
-        return self.served, self.failures
-
-
 class ScaleTest(SystemTest):
-    def journal_of(self, unit):
-        p = self.c.run(["journalctl", "-u", unit, "-o", "json", "--no-pager"], timeout=30)
-        entries = []
-        for line in p.stdout.splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(e.get("MESSAGE"), str):
-                entries.append(e)
-        return entries
-
     def conn_lines(self, unit):
         """(_SYSTEMD_UNIT, peer address) of each per-connection line in unit's journal"""
         return [(e.get("_SYSTEMD_UNIT"), CONN_RE.search(e["MESSAGE"]).group(1))
-                for e in self.journal_of(unit) if CONN_RE.search(e["MESSAGE"])]
+                for e in self.journal(unit=unit) if CONN_RE.search(e["MESSAGE"])]
 
     def ready_pids(self, unit):
         """_PID of each ready line in unit's journal: the main process logs it"""
-        return [int(e["_PID"]) for e in self.journal_of(unit)
+        return [int(e["_PID"]) for e in self.journal(unit=unit)
                 if e["MESSAGE"].startswith("ready: ")]
 
     def served(self, unit):
@@ -317,7 +261,7 @@ class ScaleTest(SystemTest):
             for s in held:
                 s.close()
         migrated = migrate_count() - migrated
-        stopping = [e["MESSAGE"] for e in self.journal_of("echo@1.service")
+        stopping = [e["MESSAGE"] for e in self.journal(unit="echo@1.service")
                     if e["MESSAGE"].startswith("stop")]
         check(not failures, f"{len(failures)} of {served + len(failures)} connections "
               f"failed while echo@1 was taken out: {failures[:5]}; echo@1: {stopping}; "
@@ -342,25 +286,14 @@ class ScaleTest(SystemTest):
                 f"echo@1 +{after[1] - before[1]}, echo@2 +{after[2] - before[2]}")
 
 
-def main():
-    base.preflight()
-    c = Container(nspawn_args=["--system-call-filter=bpf"])
-    t = ScaleTest(c)
-    steps = [
-        ("packaging/build-deb builds the .deb", t.t_build, True),
-        ("systemd boots in systemd-nspawn (with --system-call-filter=bpf)", t.t_boot, True),
-        ("apt-get install ./echod_*.deb", t.t_install, True),
+if __name__ == "__main__":
+    t = ScaleTest(Container(nspawn_args=["--system-call-filter=bpf"]))
+    base.main(t, t.install_steps(" (with --system-call-filter=bpf)") + [
         ("access-list drop-in (README): 127.0.0.2 gets no echo, 127.0.0.1 and ::1 do; "
          "without it 127.0.0.2 does", t.t_access, False),
         ("two instances (README): echo@1 and echo@2 share port 7, both serve, per-instance "
          "journal and StatusText", t.t_instances, True),
         ("taking echo@1 out (README) under a connect loop: 0 failed connections, echo@2 "
          "serves on", t.t_instance_out, False),
-    ]
-    sys.exit(base.run_steps(c, steps, ["echo.socket", "echo.service", "echo@1.socket",
-                                       "echo@1.service", "echo@2.socket", "echo@2.service"]))
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the teardown on a timeout
-    main()
+    ], ["echo.socket", "echo.service", "echo@1.socket", "echo@1.service", "echo@2.socket",
+        "echo@2.service"])

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/test_child_syms.py's walk over synthetic disassemblies: each way out of echod's
+"""tests/unit/test_child_syms.py's walk over synthetic disassemblies: each way out of echod's
 image a child could take must be reported, on x86_64 and aarch64. TAP."""
 
 import os
