@@ -34,6 +34,10 @@ struct handoff_v1 {
         struct handoff_opened opened[HANDOFF_MAX_OPENED];
 };
 
+bool handoff_version_readable(uint32_t version) {
+        return version == HANDOFF_VERSION;
+}
+
 size_t handoff_size(size_t n_children) {
         return sizeof(struct handoff_v1) + n_children * sizeof(struct handoff_child);
 }
@@ -107,7 +111,7 @@ int handoff_decode(const void *buf, size_t size, struct handoff *ret) {
 
         if (r < 0)
                 return r;
-        if (v.header.version != HANDOFF_VERSION || v.header.header_size != sizeof(v) ||
+        if (!handoff_version_readable(v.header.version) || v.header.header_size != sizeof(v) ||
             v.header.child_size != sizeof(struct handoff_child))
                 return -EPROTONOSUPPORT;
         memcpy(&v, buf, sizeof(v));

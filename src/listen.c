@@ -17,11 +17,10 @@
 
 #include "libsystemd.h"
 #include "log.h"
-#include "reexec.h"
 
 #define LISTEN_BACKLOG 4096
 
-static int socket_prepare(struct listener *l) {
+int listen_socket_prepare(struct listener *l) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         char local[ADDR_TEXT_MAX];
@@ -110,7 +109,7 @@ static int classify(const struct libsystemd *sd, int fd, const char *fd_name, st
                           fd, fd_name);
                 return -EAFNOSUPPORT;
         }
-        r = socket_prepare(ret);
+        r = listen_socket_prepare(ret);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up passed fd %d (%s): %m", fd, fd_name);
         return 0;
@@ -210,40 +209,14 @@ static int open_one(const struct listen_spec *spec, struct listener *ret) {
         if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0)
                 return log_error_errno(errno, "Failed to listen on '%s': %m", spec->value);
 
-        r = socket_prepare(ret);
+        r = listen_socket_prepare(ret);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up '%s': %m", spec->value);
         return 0;
 }
 
-/* A --listen socket the image before a reload opened, taken over as it is: binding again
- * would fail while it is open, and connections in its backlog would be lost. */
-static int adopt_one(const struct listen_spec *spec, const struct handoff_opened *opened,
-                     struct listener *ret) {
-        int r;
-
-        *ret = (struct listener){ .fd = opened->fd,
-                                  .type = spec->kind == LISTEN_UDP ? LISTENER_DGRAM : LISTENER_STREAM,
-                                  .created_path = opened->created_path != 0 };
-        if (fcntl(ret->fd, F_SETFD, FD_CLOEXEC) < 0)
-                return log_error_errno(errno, "Failed to take over '%s' after the reload: %m", spec->value);
-        r = socket_prepare(ret);
-        if (r < 0)
-                return log_error_errno(r, "Failed to take over '%s' after the reload: %m", spec->value);
-        return 0;
-}
-
-/* The --listen sockets a reload handed over, if they match the options one for one. */
-static const struct handoff_opened *handed_over(const struct options *options) {
-        const pid_t *pids;
-        size_t n_pids;
-        const struct handoff *h = reexec_handoff(&pids, &n_pids);
-
-        return h && options->n_listen > 0 && h->n_opened == options->n_listen ? h->opened : NULL;
-}
-
 int listen_fds_get(const struct options *options, struct listeners *ret) {
-        const struct handoff_opened *opened = handed_over(options);
+        const struct handoff_opened *opened = listen_handed_over(options);
         struct listeners l = {};
         struct libsystemd sd = {};
         char **names = NULL;
@@ -279,7 +252,7 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
         libsystemd_close(&sd);
 
         for (size_t i = 0; r == 0 && i < options->n_listen; i++) {
-                r = opened ? adopt_one(&options->listen[i], &opened[i], &l.items[l.n])
+                r = opened ? listen_adopt_one(&options->listen[i], &opened[i], &l.items[l.n])
                            : open_one(&options->listen[i], &l.items[l.n]);
                 l.items[l.n].proxy = r == 0 && wants_proxy(options, &l.items[l.n], NULL);
                 if (r == 0 || l.items[l.n].fd >= 0)

@@ -2,6 +2,8 @@
  * --listen/--listen-udp. Each is validated and described before anything is served. */
 #pragma once
 
+#include "handoff.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -39,3 +41,14 @@ void listen_fds_describe(const struct listeners *l, char *buf, size_t size);
 
 /* Closes every socket and unlinks the AF_UNIX paths this process created. */
 void listen_fds_close(struct listeners *l);
+
+/* Within listen.c and listen_adopt.c: non-blocking, its name, TCP_NODELAY and SO_OOBINLINE
+ * on a TCP listener. Returns 0 or -errno. */
+int listen_socket_prepare(struct listener *l);
+/* The --listen sockets a reload handed over, if there are as many as options and each is a
+ * socket of the kind its option asks for; NULL otherwise (a state whose sockets do not
+ * match is refused then: reexec_handoff_refuse()). */
+const struct handoff_opened *listen_handed_over(const struct options *options);
+/* Takes over one of them as it is (listen_adopt.c). Returns 0 or -errno, logged. */
+int listen_adopt_one(const struct listen_spec *spec, const struct handoff_opened *opened,
+                     struct listener *ret);

@@ -5,16 +5,16 @@
  * crosses execve() loses close-on-exec only for that call; if it fails, it is put back. */
 #include "reexec.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <linux/close_range.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -37,28 +37,98 @@ static struct {
         size_t n_pids;
 } re;
 
+/* After a reload, the image before may have left descriptors open without close-on-exec
+ * (a refused state's report fds and --listen sockets, whatever an older version passed):
+ * every one from 3 up gets it, and what this image adopts keeps it (its modules set it
+ * again). close_range() may be refused (a kernel before 5.9, a seccomp filter): then one
+ * by one, as /proc/self/fd lists them, or up to the limit of open files without /proc. */
+static void fd_close_on_exec(int fd) {
+        int flags = fcntl(fd, F_GETFD);
+
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+                (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+static void inherited_close_on_exec(void) {
+        DIR *dir;
+        struct dirent *de;
+        long max;
+
+        if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+                return;
+        dir = opendir("/proc/self/fd");
+        if (dir) {
+                while ((de = readdir(dir)))
+                        if (atoi(de->d_name) >= 3 && atoi(de->d_name) != dirfd(dir))
+                                fd_close_on_exec(atoi(de->d_name));
+                closedir(dir);
+                return;
+        }
+        max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3; fd < (max > 0 ? max : 1024); fd++)
+                fd_close_on_exec(fd);
+}
+
+/* A state that is readable but names descriptors that cannot be the image before's: it is
+ * refused as one of another version is, its children drained. */
+static void state_refuse(const char *why) {
+        re.pids = calloc(re.handoff.n_children + 1, sizeof(pid_t));
+        for (size_t i = 0; re.pids && i < re.handoff.n_children; i++)
+                re.pids[re.n_pids++] = re.handoff.children[i].pid;
+        re.have_handoff = false;
+        log_error("The state of the image before the reload names %s: refused, its %zu %s drained", why,
+                  re.handoff.n_children, re.handoff.n_children == 1 ? "child is" : "children are");
+}
+
+/* The descriptor STATE_ENV names, if it is a whole number; -1 if not. */
+static int state_fd_parse(const char *e) {
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(e, &end, 10);
+        return errno == 0 && end != e && *end == '\0' && v >= 0 && v <= INT_MAX ? (int)v : -1;
+}
+
+/* The number of sockets systemd passed (LISTEN_FDS, when LISTEN_PID is this process). */
+static int passed_count(void) {
+        const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+
+        if (!fds || !pid || state_fd_parse(pid) != (int)getpid())
+                return 0;
+        return state_fd_parse(fds) > 0 ? state_fd_parse(fds) : 0;
+}
+
 /* Reads the previous image's state from the memfd named in STATE_ENV, then closes it. */
-static void handoff_take(void) {
-        const char *e = getenv(STATE_ENV);
+static void state_take(void) {
+        const char *e = getenv(STATE_ENV), *invalid;
         ssize_t size, n;
-        int fd, r;
+        int fd;
 
         if (!e)
                 return;
-        fd = atoi(e);
-        unsetenv(STATE_ENV);
         re.reloaded = true;
-        size = fd > 2 ? handoff_read_fd(fd, &re.state) : -EBADF;
-        if (fd > 2)
-                close(fd);
+        fd = state_fd_parse(e);
+        if (!handoff_state_fd_valid(fd)) {
+                log_error("The state of the image before the reload is refused: %s=%s is not a "
+                          "descriptor of 3 or above open on a memfd; its children are not known",
+                          STATE_ENV, e);
+                unsetenv(STATE_ENV);
+                return;
+        }
+        unsetenv(STATE_ENV);
+        size = handoff_read_fd(fd, &re.state);
+        close(fd);
         if (size < 0) {
                 log_error_errno((int)size, "Failed to read the state of the image before the reload: %m; "
                                            "its children are not known");
                 return;
         }
-        r = handoff_decode(re.state, (size_t)size, &re.handoff);
-        if (r == 0) {
+        if (handoff_decode(re.state, (size_t)size, &re.handoff) == 0) {
                 re.have_handoff = true;
+                invalid = handoff_fds_invalid(&re.handoff, fd, passed_count());
+                if (invalid)
+                        state_refuse(invalid);
                 return;
         }
         n = handoff_pids(re.state, (size_t)size, NULL, 0);
@@ -70,8 +140,13 @@ static void handoff_take(void) {
                           "are not known");
         else
                 log_warning("The state of the image before the reload is of another version: its %zd "
-                            "children are drained",
-                            n);
+                            "%s drained",
+                            n, n == 1 ? "child is" : "children are");
+}
+
+void reexec_handoff_refuse(const char *why) {
+        if (re.have_handoff)
+                state_refuse(why);
 }
 
 void reexec_init(int argc, char *argv[]) {
@@ -87,7 +162,24 @@ void reexec_init(int argc, char *argv[]) {
         re.argc = argc;
         if (names && getenv("LISTEN_FDS"))
                 re.fdnames = strdup(names);
-        handoff_take();
+        if (getenv(STATE_ENV))
+                inherited_close_on_exec();
+        state_take();
+}
+
+char **reexec_args(const char *option, int *ret_argc) {
+        char **args = calloc((size_t)re.argc + 2, sizeof(char *));
+        int n = 0;
+
+        if (!args)
+                return NULL;
+        args[n++] = re.argv[0];
+        if (option)
+                args[n++] = (char *)option;
+        for (int i = 1; i < re.argc; i++)
+                args[n++] = re.argv[i];
+        *ret_argc = n;
+        return args;
 }
 
 const char *reexec_path(void) {
@@ -111,73 +203,6 @@ void reexec_handoff_done(void) {
         re.pids = NULL;
         re.n_pids = 0;
         re.have_handoff = false;
-}
-
-/* Waits for pid until deadline; kills it then, with its process group (it leads one:
- * whatever it started goes too). Returns its wait status or -ETIMEDOUT. */
-static int wait_bounded(pid_t pid, uint64_t deadline) {
-        const struct timespec tick = { .tv_nsec = 5 * 1000 * 1000 };
-        int status;
-
-        for (;;) {
-                pid_t r = waitpid(pid, &status, WNOHANG);
-                if (r == pid)
-                        return status;
-                if (r < 0 && errno != EINTR)
-                        return -errno;
-                if (clock_now_usec() >= deadline) {
-                        (void)kill(-pid, SIGKILL); /* alive, so the group is still its own */
-                        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                                ;
-                        return -ETIMEDOUT;
-                }
-                nanosleep(&tick, NULL);
-        }
-}
-
-int reexec_check(char *why, size_t size) {
-        char **args = calloc((size_t)re.argc + 2, sizeof(char *));
-        posix_spawnattr_t attr;
-        sigset_t none;
-        pid_t pid;
-        int r;
-
-        if (!args) {
-                snprintf(why, size, "out of memory");
-                return -ENOMEM;
-        }
-        args[0] = re.argv[0];
-        args[1] = (char *)"--check";
-        for (int i = 1; i < re.argc; i++)
-                args[i + 1] = re.argv[i];
-        /* posix_spawn(): no copy of the parent's memory (parts of it are not forked at all,
-         * fork.c), and the check starts with no signal blocked, as from systemd, in a
-         * process group of its own, so that a timeout kills what it started too. */
-        sigemptyset(&none);
-        posix_spawnattr_init(&attr);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-        r = -posix_spawn(&pid, re.path, NULL, &attr, args, environ);
-        posix_spawnattr_destroy(&attr);
-        free(args);
-        if (r < 0) {
-                snprintf(why, size, "cannot run %s --check: %s", re.path, strerror(-r));
-                return r;
-        }
-        r = wait_bounded(pid, clock_now_usec() + REEXEC_CHECK_TIMEOUT_USEC);
-        if (r == -ETIMEDOUT)
-                snprintf(why, size, "%s --check did not finish within %llu s", re.path,
-                         REEXEC_CHECK_TIMEOUT_USEC / USEC_PER_SEC);
-        else if (r < 0)
-                snprintf(why, size, "waiting for %s --check failed: %s", re.path, strerror(-r));
-        else if (WIFSIGNALED(r))
-                snprintf(why, size, "%s --check was killed by signal %s", re.path, strsignal(WTERMSIG(r)));
-        else if (WEXITSTATUS(r) != 0)
-                snprintf(why, size, "%s --check exited with status %d", re.path, WEXITSTATUS(r));
-        else
-                return 0;
-        return r < 0 ? r : -ENOEXEC;
 }
 
 /* Clears (keep) or sets close-on-exec on fd. */

@@ -103,7 +103,7 @@ void serve_reload(struct serve *s) {
 
         s->reloading = false;
         log_notice("reloading: checking that %s can start", reexec_path());
-        r = reexec_check(why, sizeof(why));
+        r = reexec_check(REEXEC_CHECK_TIMEOUT_USEC, why, sizeof(why));
         if (r == 0) {
                 /* The reports of children that ended are logged here, by the image that
                  * counted them; a child that ends from now on is reaped by the next. */
