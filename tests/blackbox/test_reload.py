@@ -281,6 +281,49 @@ def test_state_refused_close_on_exec(t, exe):
             ls.close()
 
 
+def test_reload_watchdog(t, exe):
+    """Under a watchdog the reload never starves it: WATCHDOG=1 before the check, which may
+    take half the watchdog's period at most (a hung one is killed then), and with every
+    READY=1, the new image's included. No gap between pings reaches WATCHDOG_USEC (4 s)."""
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    copy = os.path.join(tmp, "echod")
+    shutil.copy2(exe, copy)
+    ls = listen_socket()
+    try:
+        d = Daemon(copy, sockets=[ls], env={"WATCHDOG_USEC": "4000000"}).start()
+        d.wait_ready()
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            t.ok(not echo_each([s], 1), "watchdog: a connection echoes")
+            msgs = reload_and_wait(d, 1)
+            ready = [m[3].split("\n") for m in msgs if "READY=1" in m[3].split("\n")]
+            t.ok(ready and "WATCHDOG=1" in ready[0] and "reload failed" not in "\n".join(ready[0]),
+                 "watchdog: the new image's READY=1 comes with WATCHDOG=1", repr(ready))
+            broken_binary(copy, "hangs")
+            n_before = len(d.notify.snapshot())
+            msgs = reload_and_wait(d, 2)
+            t.ok(d.wait_line(r"Reload failed, .*--check did not finish within 2 s", 5 * SLOW),
+                 "watchdog: a hung check is killed after half the watchdog's period", d.stderr_text()[-1500:])
+            with contextlib.suppress(OSError, ValueError):
+                with open(copy + ".kid") as f:
+                    kid = int(f.read())
+                wait_until(lambda: not alive(kid), 2 * SLOW)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(kid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(kid, 0)
+            all_msgs = d.notify.snapshot()
+            pings = [m[0] for m in all_msgs[n_before - 1:] if "WATCHDOG=1" in m[3].split("\n")]
+            gaps = [b - a for a, b in zip(pings, pings[1:])]
+            t.ok(len(pings) >= 3 and max(gaps) < 4.0, f"watchdog: pings during the failed reload, no gap of "
+                 f"4 s ({[round(g, 2) for g in gaps]})")
+            t.ok(not echo_each([s], 2), "watchdog: the connection still echoes")
+        t.ok(d.stop() == 0, "watchdog: exit 0")
+    finally:
+        ls.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_reload_listen_option(t, exe):
     no_emulator()
     tmp = tempfile.mkdtemp(prefix="echod-reload-")
@@ -605,7 +648,7 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_state_version,
-         test_state_refused_close_on_exec, test_reload_listen_option,
+         test_state_refused_close_on_exec, test_reload_watchdog, test_reload_listen_option,
          test_reload_many_sockets,
          test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused,
          test_state_strangers, test_state_forged_fds])
