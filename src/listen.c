@@ -278,13 +278,28 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
 }
 
 void listen_fds_describe(const struct listeners *l, char *buf, size_t size) {
-        size_t off = 0;
+        char more[32];
+        size_t off = 0, room;
 
-        if (size > 0)
-                buf[0] = '\0';
-        for (size_t i = 0; i < l->n && off < size; i++)
-                off += (size_t)snprintf(buf + off, size - off, "%s%s%s", i ? ", " : "", l->items[i].name,
-                                        l->items[i].proxy ? " (PROXY protocol)" : "");
+        if (size > LISTEN_DESCRIBE_MAX)
+                size = LISTEN_DESCRIBE_MAX;
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        for (size_t i = 0; i < l->n; i++) {
+                int n = snprintf(more, sizeof(more), ", ... and %zu more", l->n - i);
+                /* the last one needs no room for the "more" */
+                size_t need = i + 1 < l->n ? (size_t)n : 0;
+                room = size - off > need ? size - off - need : 0;
+                n = snprintf(buf + off, size - off, "%s%s%s", i ? ", " : "", l->items[i].name,
+                             l->items[i].proxy ? " (PROXY protocol)" : "");
+                if (n < 0 || (size_t)n >= room) {
+                        buf[off] = '\0';
+                        snprintf(buf + off, size - off, "%s... and %zu more", i ? ", " : "", l->n - i);
+                        return;
+                }
+                off += (size_t)n;
+        }
 }
 
 void listen_fds_close(struct listeners *l) {

@@ -36,7 +36,12 @@ struct listeners {
  * socket and returns -errno; there are none: -ENOENT (the caller explains how to run). */
 int listen_fds_get(const struct options *options, struct listeners *ret);
 
-/* "tcp 127.0.0.1:7, udp [::]:7" into buf (truncated to size). */
+/* At most this much of a log line names the listeners: the rest of the ready line (the
+ * limits, the version, the reload's note) must fit after it in LOG_LINE_MAX. */
+#define LISTEN_DESCRIBE_MAX 768
+
+/* "tcp 127.0.0.1:7, udp [::]:7" into buf, in at most size and LISTEN_DESCRIBE_MAX bytes:
+ * the listeners that do not fit become "... and N more". */
 void listen_fds_describe(const struct listeners *l, char *buf, size_t size);
 
 /* Closes every socket and unlinks the AF_UNIX paths this process created. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -149,15 +150,29 @@ void reexec_handoff_refuse(const char *why) {
                 state_refuse(why);
 }
 
-void reexec_init(int argc, char *argv[]) {
-        const char *names = getenv("LISTEN_FDNAMES");
+/* The binary's path as it was at start; a later upgrade renames a new file over it.
+ * argv[0] when it is absolute and names the file running now: through a symlink
+ * (/proc/self/exe resolves them), an upgrade that points the link at a new file is
+ * followed. Else what /proc/self/exe names, else argv[0] as it is. */
+static void path_remember(const char *argv0) {
+        struct stat st_exe, st_argv0;
         ssize_t n = readlink("/proc/self/exe", re.path, sizeof(re.path) - 1);
 
-        /* The path as it was at start; a later upgrade renames a new file over it. */
-        if (n <= 0 || (size_t)n >= sizeof(re.path) - 1)
-                snprintf(re.path, sizeof(re.path), "%s", argv[0]);
-        else
-                re.path[n] = '\0';
+        if (n <= 0 || (size_t)n >= sizeof(re.path) - 1) {
+                snprintf(re.path, sizeof(re.path), "%s", argv0);
+                return;
+        }
+        re.path[n] = '\0';
+        if (argv0[0] == '/' && strlen(argv0) < sizeof(re.path) && stat(re.path, &st_exe) == 0 &&
+            stat(argv0, &st_argv0) == 0 && st_exe.st_dev == st_argv0.st_dev &&
+            st_exe.st_ino == st_argv0.st_ino)
+                snprintf(re.path, sizeof(re.path), "%s", argv0);
+}
+
+void reexec_init(int argc, char *argv[]) {
+        const char *names = getenv("LISTEN_FDNAMES");
+
+        path_remember(argv[0]);
         re.argv = argv;
         re.argc = argc;
         if (names && getenv("LISTEN_FDS"))

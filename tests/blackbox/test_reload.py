@@ -324,6 +324,32 @@ def test_reload_watchdog(t, exe):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_symlink(t, exe):
+    """Installed through a symlink (started by its absolute path), the reload executes what
+    the link names at the time of the reload, not the file it named at start: here a link
+    moved to a binary that fails its check, so the reload fails, with that binary's status."""
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    real, link = os.path.join(tmp, "echod-1"), os.path.join(tmp, "echod")
+    shutil.copy2(exe, real)
+    os.symlink(real, link)
+    ls = listen_socket()
+    try:
+        d = Daemon(link, sockets=[ls]).start()
+        d.wait_ready()
+        broken_binary(os.path.join(tmp, "echod-2"), "fails")
+        os.symlink(os.path.join(tmp, "echod-2"), link + ".new")
+        os.rename(link + ".new", link)
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"Reload failed, .*%s --check exited with status 3" % link, 5 * SLOW),
+             "symlink: the reload ran the binary the link names now", d.stderr_text()[-1500:])
+        t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", "symlink: echod serves on")
+        t.ok(d.stop() == 0, "symlink: exit 0")
+    finally:
+        ls.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_reload_listen_option(t, exe):
     no_emulator()
     tmp = tempfile.mkdtemp(prefix="echod-reload-")
@@ -369,6 +395,10 @@ def test_reload_many_sockets(t, exe):
         st = status_counts(ready[0].split("STATUS=", 1)[1]) if ready and "STATUS=" in ready[0] else None
         t.ok(d.poll() is None and st and st[:3] == (2, 1024, 2) and "reload failed" not in ready[0],
              f"140 sockets: the new image is ready with both clients ({st})", d.stderr_text()[-1000:])
+        line = d.wait_line(r"ready: tcp .*, \.\.\. and \d+ more; max 1024 clients; echod \S+, reloaded, 2 clients "
+                           r"taken over$", 5 * SLOW)
+        t.ok(bool(line), "140 sockets: the ready line keeps the version and the takeover note; the list ends in "
+             "'... and N more'", d.stderr_text()[-600:])
         t.ok(not echo_each(conns, 2), "140 sockets: both connections still echo")
         t.ok(all(roundtrip(lss[i].getsockname(), b"new", 5 * SLOW) == b"new" for i in (0, 139)),
              "140 sockets: the first and the last socket are served by the new image")
@@ -648,7 +678,8 @@ def test_reload_reports(t, exe):
 
 if __name__ == "__main__":
     run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_state_version,
-         test_state_refused_close_on_exec, test_reload_watchdog, test_reload_listen_option,
+         test_state_refused_close_on_exec, test_reload_watchdog, test_reload_symlink,
+         test_reload_listen_option,
          test_reload_many_sockets,
          test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused,
          test_state_strangers, test_state_forged_fds])
