@@ -3,6 +3,7 @@
 #pragma once
 
 #include "handoff.h"
+#include "libsystemd.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,6 +51,12 @@ void listen_fds_close(struct listeners *l);
 /* Within listen.c and listen_adopt.c: non-blocking, its name, TCP_NODELAY and SO_OOBINLINE
  * on a TCP listener. Returns 0 or -errno. */
 int listen_socket_prepare(struct listener *l);
+/* --proxy-protocol applies to l (fd_name: its FileDescriptorName=, or NULL). */
+bool listen_wants_proxy(const struct options *o, const struct listener *l, const char *fd_name);
+/* Classifies the n passed fds into l (which has room), with their names (listen_passed.c).
+ * Returns 0 or -errno, logged. */
+int listen_passed_classify(const struct libsystemd *sd, const struct options *o, char **names, int n,
+                           struct listeners *l);
 /* The --listen sockets a reload handed over, if there are as many as options and each is a
  * socket of the kind its option asks for; NULL otherwise (a state whose sockets do not
  * match is refused then: reexec_handoff_refuse()). */

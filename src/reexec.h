@@ -2,7 +2,7 @@
  * main process checks that the installed binary can start, writes its state (handoff.h)
  * to a memfd, puts back the environment systemd started it with, and execve()s that
  * binary with the same argv and the same PID. The children, each with its own copy of the
- * old code, never notice. The new image takes the state at start (reexec_take()). */
+ * old code, never notice. The new image takes the state at start (reexec_init()). */
 #pragma once
 
 #include <stdbool.h>
@@ -10,6 +10,9 @@
 
 #include "handoff.h"
 #include "listen.h"
+
+/* The environment variable that names the state's descriptor in the new image. */
+#define REEXEC_STATE_ENV "ECHOD_STATE_FD"
 
 /* How long the new binary's --check may take before the reload is refused. */
 #define REEXEC_CHECK_TIMEOUT_USEC (5ull * 1000000ull)
@@ -53,5 +56,7 @@ char **reexec_args(const char *option, int *ret_argc);
 int reexec_exec(struct handoff *h, const struct listeners *listeners, const char *notify_socket,
                 uint64_t watchdog_usec, char *why, size_t size);
 
+/* LISTEN_FDNAMES as systemd set it at start, or NULL (for reexec_exec()). */
+const char *reexec_fdnames(void);
 /* The binary's path for messages ("/usr/sbin/echod"). */
 const char *reexec_path(void);
