@@ -52,11 +52,11 @@ ssize_t handoff_pids(const void *buf, size_t size, pid_t *ret, size_t max);
 /* h into a new memfd (close-on-exec: the caller clears it just before execve()). Returns
  * the fd or -errno. */
 int handoff_write_fd(const struct handoff *h);
-/* Whether fd can be a state's memfd: 3 or above, a regular file (handoff_fds.c). */
+/* Whether fd can be a state's memfd: 3 or above, a regular file. */
 bool handoff_state_fd_valid(int fd);
 /* What is wrong with the descriptors h names, given the state's own fd and the number of
  * sockets systemd passed (at 3..): below 3, named twice, one of those, or not a socket of
- * the kind the image before hands over. NULL if nothing (handoff_fds.c). Whether each
+ * the kind the image before hands over. NULL if nothing. Whether each
  * --listen socket matches its option is listen.c's to check. */
 const char *handoff_fds_invalid(const struct handoff *h, int state_fd, int n_passed);
 /* The memfd's content into a buffer of its own (*ret_buf, free() it; 8-byte aligned).
