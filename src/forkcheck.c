@@ -4,6 +4,7 @@
 #include "forkcheck.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,7 +68,7 @@ static ssize_t echo_probe(int fd, uint64_t deadline) {
 
 /* Reaps pid by the deadline, else kills it first. Returns its wait status, -1 if it had to
  * be killed. */
-static int reap(pid_t pid, uint64_t deadline) {
+static int reap_wait(pid_t pid, uint64_t deadline, bool *ret_took_sigchld) {
         sigset_t chld;
         int status;
 
@@ -82,10 +83,22 @@ static int reap(pid_t pid, uint64_t deadline) {
                         (void)waitpid(pid, &status, 0);
                         return -1;
                 }
-                /* SIGCHLD is blocked (a signalfd reads it): wait for it here. Only children
-                 * of this check exist yet, so no other child's signal is taken. */
-                (void)sigtimedwait(&chld, NULL, &ts);
+                /* SIGCHLD is blocked (a signalfd reads it): wait for it here. */
+                if (sigtimedwait(&chld, NULL, &ts) == SIGCHLD)
+                        *ret_took_sigchld = true;
         }
+        return status;
+}
+
+/* After a reload the children taken over exist already, and the SIGCHLD taken here may
+ * have been one of theirs too (standard signals merge): it is made pending again, and the
+ * main loop, which reaps with waitpid(-1), sees it. */
+static int reap(pid_t pid, uint64_t deadline) {
+        bool took_sigchld = false;
+        int status = reap_wait(pid, deadline, &took_sigchld);
+
+        if (took_sigchld)
+                (void)kill(getpid(), SIGCHLD);
         return status;
 }
 

@@ -5,12 +5,13 @@
  * find the children and drain them, as on a stop. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define HANDOFF_VERSION    1u
-#define HANDOFF_MAX_OPENED 64 /* OPTIONS_MAX_LISTEN */
+#define HANDOFF_MAX_OPENED 64 /* OPTIONS_MAX_LISTEN, asserted in listen_adopt.c */
 
 struct handoff_child {
         int32_t pid; /* first in every version: handoff_pids() reads only this */
@@ -34,6 +35,8 @@ struct handoff {
         struct handoff_child *children; /* handoff_decode(): points into the buffer */
 };
 
+/* Whether handoff_decode() reads a state of that version. */
+bool handoff_version_readable(uint32_t version);
 /* Bytes that handoff_encode() needs for n_children. */
 size_t handoff_size(size_t n_children);
 /* Writes h into buf (handoff_size() bytes). Returns the size, or -ENOBUFS. */
@@ -49,6 +52,13 @@ ssize_t handoff_pids(const void *buf, size_t size, pid_t *ret, size_t max);
 /* h into a new memfd (close-on-exec: the caller clears it just before execve()). Returns
  * the fd or -errno. */
 int handoff_write_fd(const struct handoff *h);
+/* Whether fd can be a state's memfd: 3 or above, a regular file. */
+bool handoff_state_fd_valid(int fd);
+/* What is wrong with the descriptors h names, given the state's own fd and the number of
+ * sockets systemd passed (at 3..): below 3, named twice, one of those, or not a socket of
+ * the kind the image before hands over. NULL if nothing. Whether each
+ * --listen socket matches its option is listen.c's to check. */
+const char *handoff_fds_invalid(const struct handoff *h, int state_fd, int n_passed);
 /* The memfd's content into a buffer of its own (*ret_buf, free() it; 8-byte aligned).
  * Returns its size or -errno. */
 ssize_t handoff_read_fd(int fd, void **ret_buf);

@@ -1,6 +1,6 @@
-/* Where the sockets come from. Passed fds are checked with sd_is_socket*() and classified;
- * --listen values are bound here. Every TCP listener gets TCP_NODELAY and SO_OOBINLINE,
- * which Linux copies to each accepted connection, so no child pays a syscall for them. */
+/* Where the sockets come from. Passed fds are classified (listen_passed.c), --listen
+ * values are bound here, or taken over after a reload (listen_adopt.c). Every TCP listener gets TCP_NODELAY
+ * and SO_OOBINLINE, which Linux copies to each accepted connection, so no child pays a syscall for them. */
 #include "listen.h"
 
 #include <errno.h>
@@ -17,11 +17,10 @@
 
 #include "libsystemd.h"
 #include "log.h"
-#include "reexec.h"
 
 #define LISTEN_BACKLOG 4096
 
-static int socket_prepare(struct listener *l) {
+int listen_socket_prepare(struct listener *l) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         char local[ADDR_TEXT_MAX];
@@ -50,98 +49,12 @@ static int socket_prepare(struct listener *l) {
         return 0;
 }
 
-static const char *fd_kind(int fd, char *buf, size_t size) {
-        struct stat st;
-        int type;
-        socklen_t len = sizeof(type);
-
-        if (fstat(fd, &st) < 0)
-                return "not open";
-        if (S_ISFIFO(st.st_mode))
-                return "a pipe";
-        if (S_ISREG(st.st_mode))
-                return "a regular file";
-        if (S_ISCHR(st.st_mode))
-                return "a character device";
-        if (S_ISDIR(st.st_mode))
-                return "a directory";
-        if (!S_ISSOCK(st.st_mode))
-                return "not a socket";
-        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-                return "a socket of unknown type";
-        snprintf(buf, size, "a %s socket",
-                 type == SOCK_STREAM      ? "stream (not listening, not connected, or not TCP/unix)"
-                 : type == SOCK_DGRAM     ? "datagram (not UDP)"
-                 : type == SOCK_SEQPACKET ? "SOCK_SEQPACKET"
-                 : type == SOCK_RAW       ? "SOCK_RAW"
-                                          : "other type of");
-        return buf;
-}
-
-/* Not listening is not the same as connected: a socket that is only bound has no peer. */
-static bool is_connected(int fd) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-
-        return getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
-}
-
-static int classify(const struct libsystemd *sd, int fd, const char *fd_name, struct listener *ret) {
-        char buf[96];
-        int r;
-
-        *ret = (struct listener){ .fd = fd };
-        if (sd->is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
-                ret->type = LISTENER_STREAM;
-        else if (sd->is_socket_inet(fd, AF_UNSPEC, SOCK_DGRAM, -1, 0) > 0)
-                ret->type = LISTENER_DGRAM;
-        else if (sd->is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0 && is_connected(fd))
-                ret->type = LISTENER_CONNECTED;
-        else {
-                log_error("Passed fd %d (%s) is %s; echod serves listening TCP or AF_UNIX stream "
-                          "sockets, UDP sockets, or one connected stream socket",
-                          fd, fd_name, fd_kind(fd, buf, sizeof(buf)));
-                return -EBADF;
-        }
-        if (ret->type != LISTENER_DGRAM && sd->is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, -1, 0) <= 0 &&
-            sd->is_socket_unix(fd, SOCK_STREAM, -1, NULL, 0) <= 0) {
-                log_error("Passed fd %d (%s) is a stream socket of a family other than IPv4, IPv6 "
-                          "or AF_UNIX",
-                          fd, fd_name);
-                return -EAFNOSUPPORT;
-        }
-        r = socket_prepare(ret);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set up passed fd %d (%s): %m", fd, fd_name);
-        return 0;
-}
-
 /* --proxy-protocol: every TCP listener, or with a name only the passed ones of that name
  * (FileDescriptorName=). Never AF_UNIX or UDP ones. */
-static bool wants_proxy(const struct options *o, const struct listener *l, const char *fd_name) {
+bool listen_wants_proxy(const struct options *o, const struct listener *l, const char *fd_name) {
         if (!o->proxy_protocol || l->family == AF_UNIX || l->type == LISTENER_DGRAM)
                 return false;
         return !o->proxy_name || (fd_name && strcmp(fd_name, o->proxy_name) == 0);
-}
-
-/* Classifies the n passed fds into l (which has room), with their names. */
-static int passed_fds_classify(const struct libsystemd *sd, const struct options *o, char **names, int n,
-                               struct listeners *l) {
-        int r = 0;
-
-        for (int i = 0; i < n && r == 0; i++) {
-                const char *name = names && names[i] ? names[i] : "unnamed";
-                char safe_name[64];
-
-                log_sanitize(safe_name, sizeof(safe_name), name, strlen(name));
-                r = classify(sd, SD_LISTEN_FDS_START + i, safe_name, &l->items[l->n]);
-                if (r == 0) {
-                        l->items[l->n].passed = true;
-                        l->items[l->n].proxy = wants_proxy(o, &l->items[l->n], names ? names[i] : NULL);
-                        l->n++;
-                }
-        }
-        return r;
 }
 
 static int unix_path_is_stale(const struct sockaddr_un *sun, socklen_t len) {
@@ -210,40 +123,14 @@ static int open_one(const struct listen_spec *spec, struct listener *ret) {
         if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0)
                 return log_error_errno(errno, "Failed to listen on '%s': %m", spec->value);
 
-        r = socket_prepare(ret);
+        r = listen_socket_prepare(ret);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up '%s': %m", spec->value);
         return 0;
 }
 
-/* A --listen socket the image before a reload opened, taken over as it is: binding again
- * would fail while it is open, and connections in its backlog would be lost. */
-static int adopt_one(const struct listen_spec *spec, const struct handoff_opened *opened,
-                     struct listener *ret) {
-        int r;
-
-        *ret = (struct listener){ .fd = opened->fd,
-                                  .type = spec->kind == LISTEN_UDP ? LISTENER_DGRAM : LISTENER_STREAM,
-                                  .created_path = opened->created_path != 0 };
-        if (fcntl(ret->fd, F_SETFD, FD_CLOEXEC) < 0)
-                return log_error_errno(errno, "Failed to take over '%s' after the reload: %m", spec->value);
-        r = socket_prepare(ret);
-        if (r < 0)
-                return log_error_errno(r, "Failed to take over '%s' after the reload: %m", spec->value);
-        return 0;
-}
-
-/* The --listen sockets a reload handed over, if they match the options one for one. */
-static const struct handoff_opened *handed_over(const struct options *options) {
-        const pid_t *pids;
-        size_t n_pids;
-        const struct handoff *h = reexec_handoff(&pids, &n_pids);
-
-        return h && options->n_listen > 0 && h->n_opened == options->n_listen ? h->opened : NULL;
-}
-
 int listen_fds_get(const struct options *options, struct listeners *ret) {
-        const struct handoff_opened *opened = handed_over(options);
+        const struct handoff_opened *opened = listen_handed_over(options);
         struct listeners l = {};
         struct libsystemd sd = {};
         char **names = NULL;
@@ -272,16 +159,16 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
         if (!l.items)
                 r = log_error_errno(ENOMEM, "Failed to allocate listeners: %m");
         else
-                r = passed_fds_classify(&sd, options, names, n_passed, &l);
+                r = listen_passed_classify(&sd, options, names, n_passed, &l);
         for (int i = 0; names && i < n_passed; i++)
                 free(names[i]);
         free(names);
         libsystemd_close(&sd);
 
         for (size_t i = 0; r == 0 && i < options->n_listen; i++) {
-                r = opened ? adopt_one(&options->listen[i], &opened[i], &l.items[l.n])
+                r = opened ? listen_adopt_one(&options->listen[i], &opened[i], &l.items[l.n])
                            : open_one(&options->listen[i], &l.items[l.n]);
-                l.items[l.n].proxy = r == 0 && wants_proxy(options, &l.items[l.n], NULL);
+                l.items[l.n].proxy = r == 0 && listen_wants_proxy(options, &l.items[l.n], NULL);
                 if (r == 0 || l.items[l.n].fd >= 0)
                         l.n++; /* a failed one is closed with the rest */
         }
@@ -305,13 +192,28 @@ int listen_fds_get(const struct options *options, struct listeners *ret) {
 }
 
 void listen_fds_describe(const struct listeners *l, char *buf, size_t size) {
-        size_t off = 0;
+        char more[32];
+        size_t off = 0, room;
 
-        if (size > 0)
-                buf[0] = '\0';
-        for (size_t i = 0; i < l->n && off < size; i++)
-                off += (size_t)snprintf(buf + off, size - off, "%s%s%s", i ? ", " : "", l->items[i].name,
-                                        l->items[i].proxy ? " (PROXY protocol)" : "");
+        if (size > LISTEN_DESCRIBE_MAX)
+                size = LISTEN_DESCRIBE_MAX;
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        for (size_t i = 0; i < l->n; i++) {
+                int n = snprintf(more, sizeof(more), ", ... and %zu more", l->n - i);
+                /* the last one needs no room for the "more" */
+                size_t need = i + 1 < l->n ? (size_t)n : 0;
+                room = size - off > need ? size - off - need : 0;
+                n = snprintf(buf + off, size - off, "%s%s%s", i ? ", " : "", l->items[i].name,
+                             l->items[i].proxy ? " (PROXY protocol)" : "");
+                if (n < 0 || (size_t)n >= room) {
+                        buf[off] = '\0';
+                        snprintf(buf + off, size - off, "%s... and %zu more", i ? ", " : "", l->n - i);
+                        return;
+                }
+                off += (size_t)n;
+        }
 }
 
 void listen_fds_close(struct listeners *l) {

@@ -2,6 +2,9 @@
  * --listen/--listen-udp. Each is validated and described before anything is served. */
 #pragma once
 
+#include "handoff.h"
+#include "libsystemd.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,8 +37,30 @@ struct listeners {
  * socket and returns -errno; there are none: -ENOENT (the caller explains how to run). */
 int listen_fds_get(const struct options *options, struct listeners *ret);
 
-/* "tcp 127.0.0.1:7, udp [::]:7" into buf (truncated to size). */
+/* At most this much of a log line names the listeners: the rest of the ready line (the
+ * limits, the version, the reload's note) must fit after it in LOG_LINE_MAX. */
+#define LISTEN_DESCRIBE_MAX 768
+
+/* "tcp 127.0.0.1:7, udp [::]:7" into buf, in at most size and LISTEN_DESCRIBE_MAX bytes:
+ * the listeners that do not fit become "... and N more". */
 void listen_fds_describe(const struct listeners *l, char *buf, size_t size);
 
 /* Closes every socket and unlinks the AF_UNIX paths this process created. */
 void listen_fds_close(struct listeners *l);
+
+/* Within listen.c and listen_adopt.c: non-blocking, its name, TCP_NODELAY and SO_OOBINLINE
+ * on a TCP listener. Returns 0 or -errno. */
+int listen_socket_prepare(struct listener *l);
+/* --proxy-protocol applies to l (fd_name: its FileDescriptorName=, or NULL). */
+bool listen_wants_proxy(const struct options *o, const struct listener *l, const char *fd_name);
+/* Classifies the n passed fds into l (which has room), with their names (listen_passed.c).
+ * Returns 0 or -errno, logged. */
+int listen_passed_classify(const struct libsystemd *sd, const struct options *o, char **names, int n,
+                           struct listeners *l);
+/* The --listen sockets a reload handed over, if there are as many as options and each is a
+ * socket of the kind its option asks for; NULL otherwise (a state whose sockets do not
+ * match is refused then: reexec_handoff_refuse()). */
+const struct handoff_opened *listen_handed_over(const struct options *options);
+/* Takes over one of them as it is (listen_adopt.c). Returns 0 or -errno, logged. */
+int listen_adopt_one(const struct listen_spec *spec, const struct handoff_opened *opened,
+                     struct listener *ret);

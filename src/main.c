@@ -74,8 +74,9 @@ static void stdio_guard(void) {
 }
 
 /* --check, which a reload runs on the binary it is about to execute: the options parsed,
- * libsystemd loadable (the sockets come through it), and a forked child of this binary
- * serves a connection. Opens no socket; one line on stderr if it fails. */
+ * libsystemd loadable (the sockets come through it), the running image's state readable
+ * (its version in REEXEC_CHECK_VERSION_ENV), and a forked child of this binary serves a
+ * connection. Opens no socket; one line on stderr if it fails. */
 static int check_startup(void) {
         struct libsystemd sd;
         char reason[256];
@@ -85,6 +86,12 @@ static int check_startup(void) {
                 return EXIT_FAILURE;
         }
         libsystemd_close(&sd);
+        if (reexec_check_version() < 0) {
+                log_error("Check failed: the running echod hands over a reload state of version %s, "
+                          "which echod %s cannot read (it reads version %u)",
+                          getenv(REEXEC_CHECK_VERSION_ENV), ECHOD_VERSION, HANDOFF_VERSION);
+                return EXIT_FAILURE;
+        }
         if (forkcheck_run(reason, sizeof(reason)) < 0) {
                 log_error("Check failed: a child does not serve: %s", reason);
                 return EXIT_FAILURE;

@@ -105,8 +105,13 @@ void notify_ready(struct notify *n, const char *status, uint64_t now) {
 
         if (!n->enabled)
                 return;
-        snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
+        /* With the watchdog's ping: after a reload, the new image's first one would come
+         * only half a period after its start. */
+        snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s%s", status,
+                 n->watchdog_usec > 0 ? "\nWATCHDOG=1" : "");
         send_state(n, buf);
+        if (n->watchdog_usec > 0)
+                n->watchdog_next = now + n->watchdog_usec / 2;
         n->status_dirty = false;
         n->status_next = now + NOTIFY_STATUS_INTERVAL_USEC;
 }
@@ -153,6 +158,13 @@ void notify_watchdog(struct notify *n, uint64_t now) {
         n->watchdog_next += n->watchdog_usec / 2;
         if (n->watchdog_next <= now)
                 n->watchdog_next = now + n->watchdog_usec / 2;
+}
+
+void notify_watchdog_now(struct notify *n, uint64_t now) {
+        if (n->watchdog_usec == 0)
+                return;
+        send_state(n, "WATCHDOG=1");
+        n->watchdog_next = now + n->watchdog_usec / 2;
 }
 
 uint64_t notify_deadline(const struct notify *n) {

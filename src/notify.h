@@ -18,7 +18,7 @@ struct notify {
 };
 
 void notify_setup(struct notify *n, uint64_t now);
-/* Sends "READY=1\nSTATUS=<status>". */
+/* Sends "READY=1\nSTATUS=<status>", with WATCHDOG=1 under a watchdog. */
 void notify_ready(struct notify *n, const char *status, uint64_t now);
 void notify_stopping(struct notify *n);
 /* A reload begins: RELOADING=1 with MONOTONIC_USEC (now; systemd >= 253 reads it, older
@@ -35,5 +35,7 @@ bool notify_status_due(const struct notify *n, uint64_t now);
 void notify_status(struct notify *n, const char *status, uint64_t now);
 /* Sends WATCHDOG=1 if it is due. */
 void notify_watchdog(struct notify *n, uint64_t now);
+/* Sends WATCHDOG=1 now (under a watchdog), before something that blocks the loop. */
+void notify_watchdog_now(struct notify *n, uint64_t now);
 /* The earliest time notify wants to be called again (UINT64_MAX: never). */
 uint64_t notify_deadline(const struct notify *n);

@@ -93,6 +93,17 @@ static void child_hand_over(pid_t pid, uint64_t source, void *userdata) {
         h->children[h->n_children++] = (struct handoff_child){ .pid = pid, .source = source };
 }
 
+/* The check blocks the loop (datagrams wait in their socket's buffer meanwhile): it starts
+ * with a fresh watchdog ping and takes at most half the watchdog's period. */
+static uint64_t check_timeout(struct notify *n) {
+        uint64_t timeout = REEXEC_CHECK_TIMEOUT_USEC;
+
+        notify_watchdog_now(n, clock_now_usec());
+        if (n->watchdog_usec > 0 && n->watchdog_usec / 2 < timeout)
+                timeout = n->watchdog_usec / 2;
+        return timeout;
+}
+
 /* New connections wait in the backlog meanwhile (serve_accepting()). If the new image
  * cannot start, READY=1 (with "reload failed" in STATUS) ends the reload for systemd. */
 void serve_reload(struct serve *s) {
@@ -103,7 +114,7 @@ void serve_reload(struct serve *s) {
 
         s->reloading = false;
         log_notice("reloading: checking that %s can start", reexec_path());
-        r = reexec_check(why, sizeof(why));
+        r = reexec_check(check_timeout(&s->notify), why, sizeof(why));
         if (r == 0) {
                 /* The reports of children that ended are logged here, by the image that
                  * counted them; a child that ends from now on is reaped by the next. */
@@ -118,6 +129,7 @@ void serve_reload(struct serve *s) {
                         snprintf(why, sizeof(why), "out of memory");
                 } else {
                         children_foreach(s->children, child_hand_over, &h);
+                        notify_watchdog_now(&s->notify, clock_now_usec());
                         r = reexec_exec(&h, s->listeners, notify_socket_path(&s->notify),
                                         s->notify.watchdog_usec, why, sizeof(why));
                 }

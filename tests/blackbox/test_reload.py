@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from echodtest import (EMULATED, SLOW, Daemon, Skip, alive, command, connect, connect_from,  # noqa: E402
+from echodtest import (EMULATED, SLOW, VALGRIND, Daemon, Skip, alive, command, connect, connect_from,  # noqa: E402
                        free_port, is_refused_or_closed, listen_socket, pattern, recv_exact,
                        recv_to_eof, roundtrip, run, started, status_counts, udp_socket,
                        wait_until)
@@ -127,6 +127,16 @@ def test_check(t, exe):
     r = subprocess.run(command(exe, "--check", "--max-clients", "0"), capture_output=True, timeout=20 * SLOW)
     t.ok(r.returncode == 64 and r.stderr.count(b"\n") == 1,
          f"--check with a bad option exits 64 with one line ({r.returncode} {r.stderr!r})")
+    for version, ok in (("1", True), ("99", False), ("1x", False), ("", False)):
+        r = subprocess.run(command(exe, "--check"), capture_output=True, timeout=20 * SLOW,
+                           env=dict(os.environ, ECHOD_CHECK_STATE_VERSION=version))
+        if ok:
+            t.ok(r.returncode == 0 and r.stderr == b"", f"--check for a state of version 1 (this build's) exits 0 "
+                 f"({r.returncode} {r.stderr!r})")
+        else:
+            t.ok(r.returncode == 1 and r.stderr.count(b"\n") == 1 and b"state of version %s," % version.encode()
+                 in r.stderr, f"--check for a state of version {version!r} exits 1 with one line "
+                 f"({r.returncode} {r.stderr!r})")
 
 
 def broken_binary(path, kind):
@@ -194,6 +204,152 @@ def test_reload_broken_binary(t, exe):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_state_version(t, exe):
+    """The running image tells --check the version of the state it will hand over: a new
+    binary that cannot read it fails the check, and the reload fails before the exec, every
+    connection intact. Here the new binary is a wrapper that asks echod's own --check about
+    the version after the one it was given, as a binary of an older state format would."""
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    copy, real = os.path.join(tmp, "echod"), os.path.join(tmp, "echod.real")
+    shutil.copy2(exe, copy)
+    shutil.copy2(exe, real)
+    ls = listen_socket()
+    conns = []
+    try:
+        d = Daemon(copy, sockets=[ls]).start()
+        d.wait_ready()
+        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(3)]
+        t.ok(not echo_each(conns, 1), "version: 3 connections echo")
+        with open(copy + ".new", "w") as f:
+            f.write("#!/bin/sh\nexport ECHOD_CHECK_STATE_VERSION=$((${ECHOD_CHECK_STATE_VERSION:-0} + 1))\n"
+                    "exec \"$0.real\" \"$@\"\n")
+        os.chmod(copy + ".new", 0o755)
+        os.rename(copy + ".new", copy)
+        msgs = reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"Check failed: the running echod hands over a reload state of version 2, which", 5 * SLOW)
+             and d.wait_line(r"Reload failed, .*--check exited with status 1", 5 * SLOW),
+             "version: the check refuses the state's version, the reload fails", d.stderr_text()[-1500:])
+        ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
+        t.ok(ready and "reload failed" in ready[0] and d.poll() is None,
+             "version: the old image serves on, STATUS says the reload failed", repr(ready))
+        t.ok(not echo_each(conns, 2), "version: the 3 connections still echo")
+        for s in conns:
+            s.close()
+        t.ok(d.stop() == 0, "version: exit 0")
+    finally:
+        for s in conns:
+            s.close()
+        ls.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_state_refused_close_on_exec(t, exe):
+    """A descriptor the image before left without close-on-exec (a refused state's sockets)
+    gets it at start, with close_range() and without (the one-by-one fallback)."""
+    no_emulator()
+    launchers = [None]
+    helper = os.environ.get("ECHOD_TEST_NO_CLOSE_RANGE")
+    if helper and os.access(helper, os.X_OK) and not VALGRIND:
+        launchers.append([helper])
+    else:
+        t.skip("fallback: close-on-exec without close_range()", "no helper, or under valgrind")
+    for launcher in launchers:
+        kind = "fallback" if launcher else "close_range"
+        ls = listen_socket()
+
+        def preexec():
+            fd = os.memfd_create("state", 0)
+            os.write(fd, state_of_another_version(os.getpid() + 1000000))
+            os.dup2(fd, 50)
+            a, b = socket.socketpair()
+            os.dup2(a.fileno(), 51)  # dup2: no close-on-exec
+            os.dup2(b.fileno(), 900)
+        try:
+            d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec,
+                       launcher=launcher).start()
+            d.wait_ready()
+            flags = {}
+            for fd in (51, 900):
+                with open(f"/proc/{d.pid}/fdinfo/{fd}") as f:
+                    flags[fd] = int(f.read().split("flags:", 1)[1].split()[0], 8)
+            t.ok(all(v & os.O_CLOEXEC for v in flags.values()),
+                 f"{kind}: the descriptors left open without close-on-exec have it now ({flags})")
+            t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
+            t.ok(d.stop() == 0, f"{kind}: exit 0")
+        finally:
+            ls.close()
+
+
+def test_reload_watchdog(t, exe):
+    """Under a watchdog the reload never starves it: WATCHDOG=1 before the check, which may
+    take half the watchdog's period at most (a hung one is killed then), and with every
+    READY=1, the new image's included. No gap between pings reaches WATCHDOG_USEC (4 s)."""
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    copy = os.path.join(tmp, "echod")
+    shutil.copy2(exe, copy)
+    ls = listen_socket()
+    try:
+        d = Daemon(copy, sockets=[ls], env={"WATCHDOG_USEC": "4000000"}).start()
+        d.wait_ready()
+        with connect(ls.getsockname(), 5 * SLOW) as s:
+            t.ok(not echo_each([s], 1), "watchdog: a connection echoes")
+            msgs = reload_and_wait(d, 1)
+            ready = [m[3].split("\n") for m in msgs if "READY=1" in m[3].split("\n")]
+            t.ok(ready and "WATCHDOG=1" in ready[0] and "reload failed" not in "\n".join(ready[0]),
+                 "watchdog: the new image's READY=1 comes with WATCHDOG=1", repr(ready))
+            broken_binary(copy, "hangs")
+            n_before = len(d.notify.snapshot())
+            msgs = reload_and_wait(d, 2)
+            t.ok(d.wait_line(r"Reload failed, .*--check did not finish within 2 s", 5 * SLOW),
+                 "watchdog: a hung check is killed after half the watchdog's period", d.stderr_text()[-1500:])
+            with contextlib.suppress(OSError, ValueError):
+                with open(copy + ".kid") as f:
+                    kid = int(f.read())
+                wait_until(lambda: not alive(kid), 2 * SLOW)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(kid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(kid, 0)
+            all_msgs = d.notify.snapshot()
+            pings = [m[0] for m in all_msgs[n_before - 1:] if "WATCHDOG=1" in m[3].split("\n")]
+            gaps = [b - a for a, b in zip(pings, pings[1:])]
+            t.ok(len(pings) >= 3 and max(gaps) < 4.0, f"watchdog: pings during the failed reload, no gap of "
+                 f"4 s ({[round(g, 2) for g in gaps]})")
+            t.ok(not echo_each([s], 2), "watchdog: the connection still echoes")
+        t.ok(d.stop() == 0, "watchdog: exit 0")
+    finally:
+        ls.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_reload_symlink(t, exe):
+    """Installed through a symlink (started by its absolute path), the reload executes what
+    the link names at the time of the reload, not the file it named at start: here a link
+    moved to a binary that fails its check, so the reload fails, with that binary's status."""
+    no_emulator()
+    tmp = tempfile.mkdtemp(prefix="echod-reload-")
+    real, link = os.path.join(tmp, "echod-1"), os.path.join(tmp, "echod")
+    shutil.copy2(exe, real)
+    os.symlink(real, link)
+    ls = listen_socket()
+    try:
+        d = Daemon(link, sockets=[ls]).start()
+        d.wait_ready()
+        broken_binary(os.path.join(tmp, "echod-2"), "fails")
+        os.symlink(os.path.join(tmp, "echod-2"), link + ".new")
+        os.rename(link + ".new", link)
+        reload_and_wait(d, 1)
+        t.ok(d.wait_line(r"Reload failed, .*%s --check exited with status 3" % link, 5 * SLOW),
+             "symlink: the reload ran the binary the link names now", d.stderr_text()[-1500:])
+        t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", "symlink: echod serves on")
+        t.ok(d.stop() == 0, "symlink: exit 0")
+    finally:
+        ls.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_reload_listen_option(t, exe):
     no_emulator()
     tmp = tempfile.mkdtemp(prefix="echod-reload-")
@@ -239,6 +395,10 @@ def test_reload_many_sockets(t, exe):
         st = status_counts(ready[0].split("STATUS=", 1)[1]) if ready and "STATUS=" in ready[0] else None
         t.ok(d.poll() is None and st and st[:3] == (2, 1024, 2) and "reload failed" not in ready[0],
              f"140 sockets: the new image is ready with both clients ({st})", d.stderr_text()[-1000:])
+        line = d.wait_line(r"ready: tcp .*, \.\.\. and \d+ more; max 1024 clients; echod \S+, reloaded, 2 clients "
+                           r"taken over$", 5 * SLOW)
+        t.ok(bool(line), "140 sockets: the ready line keeps the version and the takeover note; the list ends in "
+             "'... and N more'", d.stderr_text()[-600:])
         t.ok(not echo_each(conns, 2), "140 sockets: both connections still echo")
         t.ok(all(roundtrip(lss[i].getsockname(), b"new", 5 * SLOW) == b"new" for i in (0, 139)),
              "140 sockets: the first and the last socket are served by the new image")
@@ -337,6 +497,21 @@ def test_reload_waits_for_proxy_header(t, exe):
         ls.close()
 
 
+def sleeping_kid():
+    """Forks a "sleep 60" and returns its pid once it runs sleep (a pipe that closes on
+    exec): a SIGTERM before the exec would find Python's forked copy instead."""
+    r, w = os.pipe()
+    kid = os.fork()
+    if kid == 0:
+        os.close(r)
+        os.execvp("sleep", ["sleep", "60"])
+    os.close(w)
+    while os.read(r, 1):
+        pass
+    os.close(r)
+    return kid
+
+
 def state_of_another_version(pid):
     """A reload state of a version this build does not know, naming one child: only its
     stable header (magic, version, sizes, where the pids are; src/handoff.c) is readable."""
@@ -353,10 +528,7 @@ def test_state_refused(t, exe):
         ls = listen_socket()
 
         def preexec(kind=kind):
-            # a process that becomes echod's child through the exec, as a reload's would
-            kid = os.fork()
-            if kid == 0:
-                os.execvp("sleep", ["sleep", "60"])
+            kid = sleeping_kid()  # becomes echod's child through the exec, as a reload's would
             data = state_of_another_version(kid) if kind == "other-version" else b"not a state" * 10
             fd = os.memfd_create("state", 0)
             os.write(fd, data)
@@ -366,7 +538,7 @@ def test_state_refused(t, exe):
             d.wait_ready()
             if kind == "other-version":
                 t.ok(d.wait_line(r"state of the image before the reload is of another version: its 1 "
-                                 r"children are drained", 2 * SLOW), f"{kind}: refused, its child drained",
+                                 r"child is drained", 2 * SLOW), f"{kind}: refused, its child drained",
                      d.stderr_text()[-1500:])
                 m = d.wait_line(r"Child (\d+) was killed by signal Terminated", 5 * SLOW)
                 kid = int(m[0].group(1)) if m else None
@@ -418,6 +590,61 @@ def test_state_strangers(t, exe):
             ls.close()
 
 
+def state_v1(pids, report_fds=(-1, -1), opened=()):
+    """A version-1 state (src/handoff.c: the stable header, the counters, the report fds at
+    72, n_opened at 80, the opened sockets from 88, 600 bytes in all), then the children."""
+    data = bytearray(struct.pack("=8sIIIIQQ", b"ECHODHO\n", 1, 600, len(pids), 16, 600, 600 + 16 * len(pids)))
+    data += bytes(600 - len(data))
+    struct.pack_into("=iiI", data, 72, report_fds[0], report_fds[1], len(opened))
+    for i, fd in enumerate(opened):
+        struct.pack_into("=iI", data, 88 + 8 * i, fd, 0)
+    for pid in pids:
+        data += struct.pack("=iIQ", pid, 0, 0)
+    return bytes(data)
+
+
+def test_state_forged_fds(t, exe):
+    """The descriptors a state names are checked before any is used: below 3 (stdout,
+    stderr), twice, not sockets, or not the socket a --listen option asks for. Such a state
+    is refused with one line and its child drained; echod still logs and serves. A state
+    descriptor that is not a number of 3 or above, or not a memfd, is refused too."""
+    no_emulator()
+    port = free_port()
+    cases = [("stdio", None, {"report_fds": (1, 2)}, [], r"names a descriptor below 3: refused, its 1 child is"),
+             ("twice", None, {"report_fds": (51, 51)}, [], r"names one descriptor twice: refused"),
+             ("file", "file", {"opened": (51,)}, ["--listen", f"127.0.0.1:{port}"],
+              r"names a --listen descriptor that is not a stream or datagram socket: refused"),
+             ("udp-for-tcp", "udp", {"opened": (51,)}, ["--listen", f"127.0.0.1:{port}"],
+              r"names a --listen socket that does not match its option: refused, its 1 child is"),
+             ("fd-text", None, None, [], r"ECHOD_STATE_FD=50x is not a descriptor of 3 or above"),
+             ("fd-stdout", None, None, [], r"ECHOD_STATE_FD=1 is not a descriptor of 3 or above")]
+    for kind, extra, state, args, expect in cases:
+        ls = listen_socket()
+
+        def preexec(extra=extra, state=state):
+            kid = sleeping_kid()  # becomes echod's child through the exec, as a reload's would
+            if extra == "file":
+                os.dup2(os.open("/dev/null", os.O_RDONLY), 51)
+            elif extra == "udp":
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                os.dup2(u.fileno(), 51)
+            fd = os.memfd_create("state", 0)
+            os.write(fd, state_v1([kid], **(state or {})))
+            os.dup2(fd, 50)
+        env = {"ECHOD_STATE_FD": {"fd-text": "50x", "fd-stdout": "1"}.get(kind, "50")}
+        try:
+            d = Daemon(exe, args, sockets=[ls], env=env, preexec=preexec).start()
+            d.wait_ready()
+            t.ok(d.wait_line(expect, 2 * SLOW), f"{kind}: the state is refused with one line", d.stderr_text()[-1500:])
+            if state:
+                t.ok(d.wait_line(r"Child \d+ was killed by signal Terminated", 5 * SLOW),
+                     f"{kind}: the child it names is drained (and stderr still logs)", d.stderr_text()[-1500:])
+            t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
+            t.ok(d.stop() == 0, f"{kind}: and stops with status 0", d.stderr_text()[-1500:])
+        finally:
+            ls.close()
+
+
 def test_reload_reports(t, exe):
     """Under journald the children report to the main process over a socket (their
     connection's record): the new image reads the reports of the children it took over."""
@@ -450,7 +677,9 @@ def test_reload_reports(t, exe):
 
 
 if __name__ == "__main__":
-    run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_listen_option,
+    run([test_check, test_reload_same_binary, test_reload_broken_binary, test_reload_state_version,
+         test_state_refused_close_on_exec, test_reload_watchdog, test_reload_symlink,
+         test_reload_listen_option,
          test_reload_many_sockets,
          test_reload_reports, test_reload_caps, test_reload_waits_for_proxy_header, test_state_refused,
-         test_state_strangers])
+         test_state_strangers, test_state_forged_fds])

@@ -7,7 +7,9 @@ byte-exact on the same sockets, MainPID stays, the main process and the children
 after the upgrade run the new binary (the old children the old, deleted one), the new
 image's ready record carries the new version, and `systemctl stop` drains old and new
 children alike. A third build whose echo.service differs is installed with a restart: a
-reload would keep the old unit's sandbox and limits. `systemctl restart` still starts
+reload would keep the old unit's sandbox and limits. A fourth, whose --check refuses the
+running image's state version, makes the reload fail: systemd 252's `systemctl reload`
+says nothing, and the postinst restarts echo.service. `systemctl restart` still starts
 afresh (test_nspawn_stop.py checks it).
 
 usage: test_nspawn_reload.py SOURCE_ROOT BUILD_ROOT BUILT_SERVICE_UNIT"""
@@ -35,9 +37,9 @@ def project_version(tree):
 
 
 def newer_than_reload(version):
-    """The packages reload from 1.1.0 on (postinst): three test versions at or above it."""
+    """The packages reload from 1.1.0 on (postinst): four test versions at or above it."""
     older = subprocess.run(["dpkg", "--compare-versions", version, "lt", "1.1.0~"]).returncode == 0
-    return tuple(f"1.1.0~rt{i}" if older else f"{version}+rt{i}" for i in (1, 2, 3))
+    return tuple(f"1.1.0~rt{i}" if older else f"{version}+rt{i}" for i in (1, 2, 3, 4))
 
 
 class ReloadTest(SystemTest):
@@ -48,9 +50,10 @@ class ReloadTest(SystemTest):
         self.old = []
         self.new = []
 
-    def build_one(self, version, unit_note=None):
-        """The tree as packaged, with its version set to version (meson and changelog), and
-        with unit_note a comment added to echo.service (a unit change)."""
+    def build_one(self, version, unit_note=None, state_version=None):
+        """The tree as packaged, with its version set to version (meson and changelog), with
+        unit_note a comment added to echo.service (a unit change), and with state_version the
+        reload state's version it writes and alone reads (src/handoff.h)."""
         tree = os.path.join(self.c.tmp, f"src-{version}")
         subprocess.run([os.path.join(base.source_root, "packaging", "source-tree"), tree],
                        check=True, timeout=120)
@@ -62,6 +65,12 @@ class ReloadTest(SystemTest):
         if unit_note:
             with open(os.path.join(tree, "units", "echo.service"), "a") as f:
                 f.write(f"# {unit_note}\n")
+        if state_version:
+            path = os.path.join(tree, "src", "handoff.h")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(re.sub(r"(#define HANDOFF_VERSION\s+)\d+u", rf"\g<1>{state_version}u", text, count=1))
         path = os.path.join(tree, "packaging", "debian", "changelog")
         with open(path) as f:
             text = f.read()
@@ -85,6 +94,7 @@ class ReloadTest(SystemTest):
         for v in self.versions[:2]:
             self.debs[v] = self.build_one(v)
         self.debs[self.versions[2]] = self.build_one(self.versions[2], "a unit change")
+        self.debs[self.versions[3]] = self.build_one(self.versions[3], "a unit change", state_version=2)
         return ", ".join(os.path.basename(d) for d in self.debs.values())
 
     def install(self, version):
@@ -220,13 +230,36 @@ class ReloadTest(SystemTest):
         check(out == f"echod {self.versions[2]}", f"--version: {out!r}")
         return f"MainPID {main_pid} -> {new_pid} (restarted), {served} new connections 0 failed"
 
+    def t_failed_reload_restarts(self):
+        """An upgrade whose reload fails (here the new binary cannot read the running one's
+        state, so its --check refuses): systemctl reload returns 0 on systemd 252, and the
+        postinst finds the old, deleted binary still serving and restarts echo.service."""
+        self.reset()
+        self.echo_ok("127.0.0.1")
+        main_pid = int(self.c.show("echo.service", "MainPID"))
+        p = self.install(self.versions[3])
+        output = p.stdout + p.stderr
+        new_pid = int(self.c.show("echo.service", "MainPID") or 0)
+        check(new_pid not in (0, main_pid), f"MainPID {main_pid} -> {new_pid}: not restarted\n{output[-2000:]}")
+        check("restarting echo.service" in output, f"the postinst does not say it restarts:\n{output[-2000:]}")
+        msgs = [e.get("MESSAGE", "") for e in self.journal()]
+        failed = [m for m in msgs if m.startswith("Reload failed")]
+        check(failed and "--check exited with status 1" in failed[-1] and any(
+              m.startswith("Check failed: the running echod hands over a reload state of version 1,")
+              for m in msgs), f"the journal's reload failure: {failed[-1:]}")
+        exe = self.exe_of(new_pid)
+        check(exe and exe.endswith("/usr/sbin/echod"), f"the new main process runs {exe!r}")
+        check(tcp_echo("127.0.0.1", b"after") == b"after", "echod does not echo after the restart")
+        return f"reload failed ({failed[-1][-60:]}), MainPID {main_pid} -> {new_pid} (restarted)"
+
 
 def main():
     base.preflight()
     c = Container()
     t = ReloadTest(c)
     steps = [
-        ("three builds of the .deb whose versions differ, the third with a changed echo.service",
+        ("four builds of the .deb whose versions differ, the third and fourth with a changed "
+         "echo.service, the fourth with another state version",
          t.t_build_three, True),
         ("systemd boots in systemd-nspawn", t.t_boot, True),
         ("apt-get install the first; it echoes", t.t_install_first, True),
@@ -237,6 +270,8 @@ def main():
         ("systemctl stop drains the old and the new children alike", t.t_stop, False),
         ("an upgrade that changes echo.service restarts it (drains), 0 failed new connections",
          t.t_unit_change_restarts, False),
+        ("an upgrade whose reload fails (the new binary cannot read the state) is restarted by the "
+         "postinst", t.t_failed_reload_restarts, False),
     ]
     sys.exit(base.run_steps(c, steps, ["echo.service", "echo.socket"]))
 

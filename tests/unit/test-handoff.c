@@ -2,11 +2,14 @@
  * a wrong magic, a truncated or padded state and inconsistent sizes are refused as not a
  * state; another version is refused as such, yet its children's pids can still be read,
  * also with a layout this build does not know (a longer header, longer entries), never a pid
- * of 0 or below (kill() would take it for a process group or for every process). */
+ * of 0 or below (kill() would take it for a process group or for every process); the
+ * descriptors a state names are checked before use. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "handoff.h"
@@ -157,9 +160,54 @@ static void test_future_layout(void) {
         free(buf);
 }
 
+/* The descriptors a state names (handoff_fds_invalid()): a state as the image before writes
+ * it passes; one naming stdout, one fd twice, the state's own fd or a passed socket, a
+ * report fd that is a stream socket, or a --listen fd that is no socket is refused. */
+static void test_fds(void) {
+        int report[2], stream[2], listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int state_fd = memfd_create("state", MFD_CLOEXEC);
+        struct handoff h = { .n_opened = 1 };
+        const char *why;
+
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, report) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, stream) < 0 || listen_fd < 0 || state_fd < 0) {
+                tap(false, "descriptors for the test");
+                return;
+        }
+        h.report_fds[0] = report[0];
+        h.report_fds[1] = report[1];
+        h.opened[0].fd = listen_fd;
+        tap(handoff_state_fd_valid(state_fd) && !handoff_state_fd_valid(1) &&
+                    !handoff_state_fd_valid(listen_fd),
+            "the state's fd: a memfd of 3 or above, not stdout nor a socket");
+        why = handoff_fds_invalid(&h, state_fd, 0);
+        tap(!why, "a state's descriptors as the image before writes them pass (%s)", why ? why : "");
+        tap(handoff_fds_invalid(&h, state_fd, listen_fd) != NULL,
+            "a --listen fd among the passed sockets is refused");
+        h.report_fds[1] = 1;
+        tap(handoff_fds_invalid(&h, state_fd, 0) != NULL, "a report fd of 1 (stdout) is refused");
+        h.report_fds[1] = report[0];
+        tap(handoff_fds_invalid(&h, state_fd, 0) != NULL, "one fd named twice is refused");
+        h.report_fds[0] = stream[0];
+        h.report_fds[1] = stream[1];
+        tap(handoff_fds_invalid(&h, state_fd, 0) != NULL, "report fds that are stream sockets are refused");
+        h.report_fds[0] = h.report_fds[1] = -1;
+        h.opened[0].fd = state_fd;
+        tap(handoff_fds_invalid(&h, state_fd, 0) != NULL, "a --listen fd that is the state's is refused");
+        h.opened[0].fd = report[0] + 100;
+        tap(handoff_fds_invalid(&h, state_fd, 0) != NULL, "a --listen fd that is not open is refused");
+        close(report[0]);
+        close(report[1]);
+        close(stream[0]);
+        close(stream[1]);
+        close(listen_fd);
+        close(state_fd);
+}
+
 int main(void) {
         test_round_trip();
         test_refused();
         test_future_layout();
+        test_fds();
         return tap_done();
 }
