@@ -313,6 +313,15 @@ def test_cap_over_listeners(t, exe):
     t.ok(d.stop() == 0, "exit 0 on SIGTERM", d.stderr_text()[-1000:])
 
 
+def timed_out(conns):
+    """Whether echod has closed any of these silent connections already (their header
+    timeout): each then reads as end of file."""
+    poller = select.poll()
+    for c in conns:
+        poller.register(c, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def test_no_spin_below_cap(t, exe):
     """Back below --max-clients while the table of waiting headers (PENDING_MAX, 128) is full:
     no listener may be polled, and the loop must sleep, not poll() with no timeout again and
@@ -334,8 +343,14 @@ def test_no_spin_below_cap(t, exe):
         for _ in range(128):
             silent.append(connect(addr, 5 * SLOW))
         begun = time.monotonic()
-        t.ok(wait_until(lambda: len(fd_targets(d.pid)) >= n_fds + 128, 2 * SLOW),
-             "echod takes 128 silent connections: 2 clients + 128 waiting is the cap")
+        taken = wait_until(lambda: len(fd_targets(d.pid)) >= n_fds + 128, 2 * SLOW)
+        if not taken and timed_out(silent):
+            # The first silent ones were closed at their header timeout before the last were
+            # taken: the table cannot be seen full here, which says nothing of echod.
+            t.skip("echod takes 128 silent connections: 2 clients + 128 waiting is the cap",
+                   "too slow here to take 128 connections within one header timeout")
+        else:
+            t.ok(taken, "echod takes 128 silent connections: 2 clients + 128 waiting is the cap")
         held.pop().close()  # one place free again; the waiting table stays full
         t.ok(wait_until(lambda: len(d.children()) == 1, 2 * SLOW), "the client that left is reaped")
         cpu_before = proc_stat(d.pid)[2]
