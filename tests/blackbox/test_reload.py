@@ -62,14 +62,56 @@ def no_emulator():
         raise Skip("the reload executes the binary itself, which needs binfmt_misc under an emulator")
 
 
+class Scratch(contextlib.ExitStack):
+    """What a test sets up besides echod, undone at exit whatever happens, last first:
+    connections and sockets closed (closing one the test closed already does nothing),
+    a process of the test's own killed by its pid and reaped, the scratch directory removed.
+    echod itself is the test's to stop (run() kills and reaps it if the test did not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tmp = None
+
+    def path(self, name):
+        """name in the test's scratch directory, made at the first call."""
+        if self.tmp is None:
+            self.tmp = tempfile.mkdtemp(prefix="echod-reload-")
+            self.callback(shutil.rmtree, self.tmp, ignore_errors=True)
+        return os.path.join(self.tmp, name)
+
+    def copy(self, exe, name="echod"):
+        """A copy of exe in the scratch directory: the binary a test may replace."""
+        path = self.path(name)
+        shutil.copy2(exe, path)
+        return path
+
+    def keep(self, s):
+        """Closes the socket s at exit; returns it."""
+        self.callback(s.close)
+        return s
+
+    def listen(self):
+        return self.keep(listen_socket())
+
+    def connect(self, addr, n):
+        """n connections to addr, closed at exit."""
+        return [self.keep(connect(addr, 5 * SLOW)) for _ in range(n)]
+
+    def popen(self, argv):
+        """A process of the test's own, killed by its pid and reaped at exit."""
+        p = subprocess.Popen(argv)
+        self.callback(p.wait)
+        self.callback(p.kill)  # last registered, first run
+        return p
+
+
 def test_reload_same_binary(t, exe):
     no_emulator()
-    ls = listen_socket()
-    conns = []
-    try:
+    with Scratch() as sc:
+        ls = sc.listen()
         d = Daemon(exe, ["--drain-timeout", "20"], sockets=[ls]).start()
         d.wait_ready()
-        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+        conns = sc.connect(ls.getsockname(), 20)
         t.ok(not echo_each(conns, 1), "20 connections echo before the reload")
         kids = {p for p, _ in d.children()}
         st = d.notify.wait_status(lambda c: c[0] == 20 and c[2] == 20, 5 * SLOW)
@@ -108,10 +150,6 @@ def test_reload_same_binary(t, exe):
         rc = d.wait(15 * SLOW)
         t.ok(rc == 0, f"exit 0 after the drain ({rc})", d.stderr_text()[-1500:])
         t.ok(not [p for p in kids if alive(p)], "no child left")
-    finally:
-        for s in conns:
-            s.close()
-        ls.close()
 
 
 def test_check(t, exe):
@@ -157,15 +195,12 @@ def test_reload_broken_binary(t, exe):
     no_emulator()
     for kind, expect in (("garbage", r"cannot run|--check"), ("fails", r"--check exited with status 3"),
                          ("hangs", r"--check did not finish within 5 s")):
-        tmp = tempfile.mkdtemp(prefix="echod-reload-")
-        copy = os.path.join(tmp, "echod")
-        shutil.copy2(exe, copy)
-        ls = listen_socket()
-        conns = []
-        try:
+        with Scratch() as sc:
+            copy = sc.copy(exe)
+            ls = sc.listen()
             d = Daemon(copy, sockets=[ls]).start()
             d.wait_ready()
-            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(20)]
+            conns = sc.connect(ls.getsockname(), 20)
             t.ok(not echo_each(conns, 1), f"{kind}: 20 connections echo")
             kids = {p for p, _ in d.children()}
             broken_binary(copy, kind)
@@ -197,11 +232,6 @@ def test_reload_broken_binary(t, exe):
                 s.close()
             rc = d.stop()
             t.ok(rc == 0, f"{kind}: SIGTERM still stops it cleanly ({rc})")
-        finally:
-            for s in conns:
-                s.close()
-            ls.close()
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_reload_state_version(t, exe):
@@ -210,16 +240,13 @@ def test_reload_state_version(t, exe):
     connection intact. Here the new binary is a wrapper that asks echod's own --check about
     the version after the one it was given, as a binary of an older state format would."""
     no_emulator()
-    tmp = tempfile.mkdtemp(prefix="echod-reload-")
-    copy, real = os.path.join(tmp, "echod"), os.path.join(tmp, "echod.real")
-    shutil.copy2(exe, copy)
-    shutil.copy2(exe, real)
-    ls = listen_socket()
-    conns = []
-    try:
+    with Scratch() as sc:
+        copy = sc.copy(exe)
+        sc.copy(exe, "echod.real")  # what the wrapper written below execs
+        ls = sc.listen()
         d = Daemon(copy, sockets=[ls]).start()
         d.wait_ready()
-        conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(3)]
+        conns = sc.connect(ls.getsockname(), 3)
         t.ok(not echo_each(conns, 1), "version: 3 connections echo")
         with open(copy + ".new", "w") as f:
             f.write("#!/bin/sh\nexport ECHOD_CHECK_STATE_VERSION=$((${ECHOD_CHECK_STATE_VERSION:-0} + 1))\n"
@@ -237,11 +264,6 @@ def test_reload_state_version(t, exe):
         for s in conns:
             s.close()
         t.ok(d.stop() == 0, "version: exit 0")
-    finally:
-        for s in conns:
-            s.close()
-        ls.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_state_refused_close_on_exec(t, exe):
@@ -256,7 +278,6 @@ def test_state_refused_close_on_exec(t, exe):
         t.skip("fallback: close-on-exec without close_range()", "no helper, or under valgrind")
     for launcher in launchers:
         kind = "fallback" if launcher else "close_range"
-        ls = listen_socket()
 
         def preexec():
             fd = os.memfd_create("state", 0)
@@ -265,7 +286,8 @@ def test_state_refused_close_on_exec(t, exe):
             a, b = socket.socketpair()
             os.dup2(a.fileno(), 51)  # dup2: no close-on-exec
             os.dup2(b.fileno(), 900)
-        try:
+        with Scratch() as sc:
+            ls = sc.listen()
             d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec,
                        launcher=launcher).start()
             d.wait_ready()
@@ -277,8 +299,6 @@ def test_state_refused_close_on_exec(t, exe):
                  f"{kind}: the descriptors left open without close-on-exec have it now ({flags})")
             t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
             t.ok(d.stop() == 0, f"{kind}: exit 0")
-        finally:
-            ls.close()
 
 
 def test_reload_watchdog(t, exe):
@@ -286,11 +306,9 @@ def test_reload_watchdog(t, exe):
     take half the watchdog's period at most (a hung one is killed then), and with every
     READY=1, the new image's included. No gap between pings reaches WATCHDOG_USEC (4 s)."""
     no_emulator()
-    tmp = tempfile.mkdtemp(prefix="echod-reload-")
-    copy = os.path.join(tmp, "echod")
-    shutil.copy2(exe, copy)
-    ls = listen_socket()
-    try:
+    with Scratch() as sc:
+        copy = sc.copy(exe)
+        ls = sc.listen()
         d = Daemon(copy, sockets=[ls], env={"WATCHDOG_USEC": "4000000"}).start()
         d.wait_ready()
         with connect(ls.getsockname(), 5 * SLOW) as s:
@@ -319,9 +337,6 @@ def test_reload_watchdog(t, exe):
                  f"4 s ({[round(g, 2) for g in gaps]})")
             t.ok(not echo_each([s], 2), "watchdog: the connection still echoes")
         t.ok(d.stop() == 0, "watchdog: exit 0")
-    finally:
-        ls.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_reload_symlink(t, exe):
@@ -329,37 +344,30 @@ def test_reload_symlink(t, exe):
     the link names at the time of the reload, not the file it named at start: here a link
     moved to a binary that fails its check, so the reload fails, with that binary's status."""
     no_emulator()
-    tmp = tempfile.mkdtemp(prefix="echod-reload-")
-    real, link = os.path.join(tmp, "echod-1"), os.path.join(tmp, "echod")
-    shutil.copy2(exe, real)
-    os.symlink(real, link)
-    ls = listen_socket()
-    try:
+    with Scratch() as sc:
+        real, link = sc.copy(exe, "echod-1"), sc.path("echod")
+        os.symlink(real, link)
+        ls = sc.listen()
         d = Daemon(link, sockets=[ls]).start()
         d.wait_ready()
-        broken_binary(os.path.join(tmp, "echod-2"), "fails")
-        os.symlink(os.path.join(tmp, "echod-2"), link + ".new")
+        broken_binary(sc.path("echod-2"), "fails")
+        os.symlink(sc.path("echod-2"), link + ".new")
         os.rename(link + ".new", link)
         reload_and_wait(d, 1)
         t.ok(d.wait_line(r"Reload failed, .*%s --check exited with status 3" % link, 5 * SLOW),
              "symlink: the reload ran the binary the link names now", d.stderr_text()[-1500:])
         t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", "symlink: echod serves on")
         t.ok(d.stop() == 0, "symlink: exit 0")
-    finally:
-        ls.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_reload_listen_option(t, exe):
     no_emulator()
-    tmp = tempfile.mkdtemp(prefix="echod-reload-")
-    path = os.path.join(tmp, "e.sock")
-    port = free_port()
-    conns = []
-    try:
+    with Scratch() as sc:
+        path = sc.path("e.sock")
+        port = free_port()
         d = Daemon(exe, ["--listen", f"127.0.0.1:{port}", "--listen", path]).start()
         d.wait_ready()
-        conns = [connect(("127.0.0.1", port), 5 * SLOW) for _ in range(3)]
+        conns = sc.connect(("127.0.0.1", port), 3)
         t.ok(not echo_each(conns, 1), "--listen: 3 connections echo")
         reload_and_wait(d, 1)
         t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW),
@@ -373,22 +381,17 @@ def test_reload_listen_option(t, exe):
         rc = d.stop()
         t.ok(rc == 0 and not os.path.exists(path),
              f"--listen: exit 0, and the path is still removed on exit ({rc})")
-    finally:
-        for s in conns:
-            s.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_reload_many_sockets(t, exe):
     """Every socket systemd passed goes over, however many (a socket unit may list any number
     of addresses): 140 here, more than twice the 64 --listen sockets a state can name."""
     no_emulator()
-    lss = [listen_socket() for _ in range(140)]
-    conns = []
-    try:
+    with Scratch() as sc:
+        lss = [sc.listen() for _ in range(140)]
         d = Daemon(exe, sockets=lss).start()
         d.wait_ready(20 * SLOW)
-        conns = [connect(lss[i].getsockname(), 5 * SLOW) for i in (0, 139)]
+        conns = [sc.keep(connect(lss[i].getsockname(), 5 * SLOW)) for i in (0, 139)]
         t.ok(not echo_each(conns, 1), "140 sockets: a connection on the first and the last echo")
         msgs = reload_and_wait(d, 1)
         ready = [m[3] for m in msgs if "READY=1" in m[3].split("\n")]
@@ -405,24 +408,18 @@ def test_reload_many_sockets(t, exe):
         for s in conns:
             s.close()
         t.ok(d.stop() == 0, "140 sockets: exit 0")
-    finally:
-        for s in conns:
-            s.close()
-        for ls in lss:
-            ls.close()
 
 
 def test_reload_caps(t, exe):
     """Adopted children count against --max-per-source (by their source) and --max-clients;
     the UDP counts survive too."""
     no_emulator()
-    ls, us = listen_socket(), udp_socket()
-    conns = []
-    try:
+    with Scratch() as sc:
+        ls, us = sc.listen(), sc.keep(udp_socket())
         d = Daemon(exe, ["--max-clients", "4", "--max-per-source", "2"], sockets=[ls, us]).start()
         d.wait_ready()
         dest = ls.getsockname()
-        conns = [connect_from("127.0.0.1", dest) for _ in range(2)] + [connect_from("127.0.0.2", dest)]
+        conns = [sc.keep(connect_from(src, dest)) for src in ("127.0.0.1", "127.0.0.1", "127.0.0.2")]
         t.ok(not echo_each(conns, 1), "caps: 2 connections from 127.0.0.1, 1 from 127.0.0.2")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
             c.settimeout(5 * SLOW)
@@ -433,14 +430,14 @@ def test_reload_caps(t, exe):
         t.ok(st and st[4] == 3, f"caps: 3 datagrams echoed ({st})")
         reload_and_wait(d, 1)
         t.ok(d.wait_line(r"reloaded, 3 clients taken over", 5 * SLOW), "caps: reloaded", d.stderr_text()[-1500:])
-        third = connect_from("127.0.0.1", dest)
+        third = sc.keep(connect_from("127.0.0.1", dest))
         t.ok(is_refused_or_closed(third), "caps: a third connection from 127.0.0.1 is refused: "
              "its 2 adopted ones still count")
         third.close()
-        fourth = connect_from("127.0.0.2", dest)
+        fourth = sc.keep(connect_from("127.0.0.2", dest))
         conns.append(fourth)
         t.ok(not echo_each([fourth], 2), "caps: a second one from 127.0.0.2 is served (4 of 4)")
-        fifth = connect_from("127.0.0.3", dest)
+        fifth = sc.keep(connect_from("127.0.0.3", dest))
         conns.append(fifth)
         fifth.sendall(b"waiting")
         fifth.settimeout(0.5 * SLOW)
@@ -457,11 +454,6 @@ def test_reload_caps(t, exe):
         for s in conns:
             s.close()
         t.ok(d.stop() == 0, "caps: exit 0")
-    finally:
-        for s in conns:
-            s.close()
-        ls.close()
-        us.close()
 
 
 def test_reload_waits_for_proxy_header(t, exe):
@@ -469,11 +461,11 @@ def test_reload_waits_for_proxy_header(t, exe):
     running image first (its half-read header is not handed over): the reload waits for it,
     and the connection is served and survives the reload."""
     no_emulator()
-    ls = listen_socket()
-    try:
+    with Scratch() as sc:
+        ls = sc.listen()
         d = Daemon(exe, ["--proxy-protocol"], sockets=[ls]).start()
         d.wait_ready()
-        s = connect(ls.getsockname(), 5 * SLOW)
+        s = sc.keep(connect(ls.getsockname(), 5 * SLOW))
         # The whole exchange stays well within the header's 3 s (PENDING_TIMEOUT_USEC), on
         # the wall clock whatever the speed of the build under test: fixed waits here.
         s.sendall(b"PROXY TCP4 192.0.2.1 ")
@@ -493,8 +485,6 @@ def test_reload_waits_for_proxy_header(t, exe):
         t.ok(not echo_each([s], 1), "proxy: the connection echoes after the reload")
         s.close()
         t.ok(d.stop() == 0, "proxy: exit 0")
-    finally:
-        ls.close()
 
 
 def sleeping_kid():
@@ -525,7 +515,6 @@ def test_state_refused(t, exe):
     no state at all is an error line. echod serves either way."""
     no_emulator()
     for kind in ("other-version", "garbage"):
-        ls = listen_socket()
 
         def preexec(kind=kind):
             kid = sleeping_kid()  # becomes echod's child through the exec, as a reload's would
@@ -533,7 +522,8 @@ def test_state_refused(t, exe):
             fd = os.memfd_create("state", 0)
             os.write(fd, data)
             os.dup2(fd, 50)
-        try:
+        with Scratch() as sc:
+            ls = sc.listen()
             d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec).start()
             d.wait_ready()
             if kind == "other-version":
@@ -549,8 +539,6 @@ def test_state_refused(t, exe):
                      f"{kind}: refused with one error line", d.stderr_text()[-1500:])
             t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
             t.ok(d.stop() == 0, f"{kind}: and stops with status 0")
-        finally:
-            ls.close()
 
 
 def test_state_strangers(t, exe):
@@ -559,35 +547,31 @@ def test_state_strangers(t, exe):
     it, whatever the state's version: only the child it also names is taken over or drained."""
     no_emulator()
     for version in (1, 99):
-        ls = listen_socket()
-        stranger = subprocess.Popen(["sleep", "60"])
+        with Scratch() as sc:
+            ls = sc.listen()
+            stranger = sc.popen(["sleep", "60"])
 
-        def preexec(version=version, stranger_pid=stranger.pid):
-            kid = os.fork()  # becomes echod's child through the exec, as a reload's would
-            if kid == 0:
-                os.execvp("sleep", ["sleep", "60"])
-            # the stable header (src/handoff.c), then this build's fixed part of 600 bytes
-            fixed = 600 if version == 1 else 40
-            data = bytearray(struct.pack("=8sIIIIQQ", b"ECHODHO\n", version, fixed, 2, 16, fixed,
-                                         fixed + 32))
-            data += bytes(fixed - len(data))
-            if version == 1:
-                struct.pack_into("=ii", data, 72, -1, -1)  # no report socket
-            data += struct.pack("=iIQ", kid, 0, 0) + struct.pack("=iIQ", stranger_pid, 0, 0)
-            fd = os.memfd_create("state", 0)
-            os.write(fd, bytes(data))
-            os.dup2(fd, 50)
-        try:
+            def preexec(version=version, stranger_pid=stranger.pid):
+                kid = os.fork()  # becomes echod's child through the exec, as a reload's would
+                if kid == 0:
+                    os.execvp("sleep", ["sleep", "60"])
+                # the stable header (src/handoff.c), then this build's fixed part of 600 bytes
+                fixed = 600 if version == 1 else 40
+                data = bytearray(struct.pack("=8sIIIIQQ", b"ECHODHO\n", version, fixed, 2, 16, fixed,
+                                             fixed + 32))
+                data += bytes(fixed - len(data))
+                if version == 1:
+                    struct.pack_into("=ii", data, 72, -1, -1)  # no report socket
+                data += struct.pack("=iIQ", kid, 0, 0) + struct.pack("=iIQ", stranger_pid, 0, 0)
+                fd = os.memfd_create("state", 0)
+                os.write(fd, bytes(data))
+                os.dup2(fd, 50)
             d = Daemon(exe, sockets=[ls], env={"ECHOD_STATE_FD": "50"}, preexec=preexec).start()
             d.wait_ready()
             t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"v{version}: echod serves")
             t.ok(d.stop() == 0, f"v{version}: and stops with status 0")
             t.ok(stranger.poll() is None, f"v{version}: the process it names that is not its child got no "
                  "signal", d.stderr_text()[-1500:])
-        finally:
-            stranger.kill()
-            stranger.wait()
-            ls.close()
 
 
 def state_v1(pids, report_fds=(-1, -1), opened=()):
@@ -619,7 +603,6 @@ def test_state_forged_fds(t, exe):
              ("fd-text", None, None, [], r"ECHOD_STATE_FD=50x is not a descriptor of 3 or above"),
              ("fd-stdout", None, None, [], r"ECHOD_STATE_FD=1 is not a descriptor of 3 or above")]
     for kind, extra, state, args, expect in cases:
-        ls = listen_socket()
 
         def preexec(extra=extra, state=state):
             kid = sleeping_kid()  # becomes echod's child through the exec, as a reload's would
@@ -632,7 +615,8 @@ def test_state_forged_fds(t, exe):
             os.write(fd, state_v1([kid], **(state or {})))
             os.dup2(fd, 50)
         env = {"ECHOD_STATE_FD": {"fd-text": "50x", "fd-stdout": "1"}.get(kind, "50")}
-        try:
+        with Scratch() as sc:
+            ls = sc.listen()
             d = Daemon(exe, args, sockets=[ls], env=env, preexec=preexec).start()
             d.wait_ready()
             t.ok(d.wait_line(expect, 2 * SLOW), f"{kind}: the state is refused with one line", d.stderr_text()[-1500:])
@@ -641,19 +625,17 @@ def test_state_forged_fds(t, exe):
                      f"{kind}: the child it names is drained (and stderr still logs)", d.stderr_text()[-1500:])
             t.ok(roundtrip(ls.getsockname(), b"still", 5 * SLOW) == b"still", f"{kind}: echod serves")
             t.ok(d.stop() == 0, f"{kind}: and stops with status 0", d.stderr_text()[-1500:])
-        finally:
-            ls.close()
 
 
 def test_reload_reports(t, exe):
     """Under journald the children report to the main process over a socket (their
     connection's record): the new image reads the reports of the children it took over."""
     no_emulator()
-    j = JournalSocket()
-    conns = []
-    try:
+    with Scratch() as sc:
+        j = JournalSocket()
+        sc.callback(j.close)
         with started(exe, journal=True, env=j.env()) as (d, ls):
-            conns = [connect(ls.getsockname(), 5 * SLOW) for _ in range(3)]
+            conns = sc.connect(ls.getsockname(), 3)
             t.ok(not echo_each(conns, 1), "journal: 3 connections echo")
             kids = {p for p, _ in d.children()}
             reload_and_wait(d, 1)
@@ -670,10 +652,6 @@ def test_reload_reports(t, exe):
             t.ok(not d.wait_line(r"connection from", 0.3),
                  "journal: no child had to write its line itself", d.stderr_text()[-1500:])
             t.ok(d.stop() == 0, "journal: exit 0")
-    finally:
-        for s in conns:
-            s.close()
-        j.close()
 
 
 if __name__ == "__main__":
