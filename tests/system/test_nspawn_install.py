@@ -101,7 +101,7 @@ class InstallTest(nspawn.SystemTest):
             check(where[0] not in (self.c.init_pid,), "PID 1 holds the connection (Accept=yes?)")
             child_nodelay = tcp_nodelay_of(*where)
             # fork_trim() works inside the sandbox too: the child is made with only the
-            # mappings it touches (see README, "The fork-cost design")
+            # mappings it touches (see docs/design.md, "The fork-cost design")
             with open(f"/proc/{where[0]}/status") as f:
                 ppid = int(re.search(r"^PPid:\s+(\d+)", f.read(), re.M).group(1))
             with open(f"/proc/{where[0]}/maps") as f:
